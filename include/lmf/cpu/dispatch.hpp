@@ -1,0 +1,221 @@
+// lmf/cpu/dispatch.hpp — validates a batch against a loss, derives the reduction's scales,
+// runs the kernel over fixed blocks of rows and reduces their sums in a fixed order.
+//
+// Order of work, so that nothing is written unless everything is valid:
+//   1. shapes and strides;  2. every label (in range or ignore_index), and each term's mean
+//   denominator;  3. when any output buffer is given: every logit of a counted row is finite and
+//   small enough that s * (a x - m) + b cannot overflow;  4. batch-mean focal terms (seed-code
+//   preset): a value-only pass for their mean cross entropy;  5. the fused pass.
+// A value-only call skips step 3 and detects non-finite logits from the result instead (a NaN
+// or inf logit always makes the value non-finite), then locates the culprit for the message.
+#pragma once
+
+#include <lmf/cpu/scalar.hpp>
+#include <lmf/spec.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+namespace lmf {
+namespace detail {
+
+/// Rows per block of the fixed-order reduction. Block sums are added in block order, so the
+/// result does not depend on how blocks are scheduled.
+constexpr Index kBlockRows = 512;
+
+/// What a call asks for.
+template <class T>
+struct Outputs {
+  T* grad = nullptr;
+  Layout lg;
+  T* row_values = nullptr;
+  Index row_values_stride = 1;
+};
+
+template <class T, class L>
+Status check_labels(const LossSpec<T>& spec, const Layout& lx, const L* labels, Index label_stride,
+                    std::array<Accum, kMaxTerms>& denominators, Index& counted) {
+  const Index C = lx.classes;
+  denominators.fill(0);
+  counted = 0;
+  const Index rows = lx.rows();
+  for (Index i = 0; i < rows; ++i) {
+    const std::int64_t y = static_cast<std::int64_t>(labels[i * label_stride]);
+    if (y == spec.ignore_index) continue;
+    if (y < 0 || y >= C) {
+      return Status::error(message("label ", y, " at row ", i, " is outside [0, ", C,
+                                   ") (and is not ignore_index ", spec.ignore_index, ")"));
+    }
+    ++counted;
+    for (std::size_t t = 0; t < spec.terms.size(); ++t) {
+      const Term<T>& term = spec.terms[t];
+      denominators[t] += term.mean_over == MeanOver::rows || term.w.size() == 0
+                             ? Accum(1)
+                             : static_cast<Accum>(term.w(y));
+    }
+  }
+  return {};
+}
+
+/// Largest |x| for which every term's adjusted logit s * (a x - m) + b stays far from overflow.
+template <class T>
+T logit_limit(const LossSpec<T>& spec) {
+  const T headroom = std::numeric_limits<T>::max() / T(16);
+  T limit = std::numeric_limits<T>::max();
+  for (const Term<T>& t : spec.terms) {
+    const T amax = t.a.size() ? t.a.cwiseAbs().maxCoeff() : T(1);
+    const T mmax = t.m.size() ? t.m.maxCoeff() : T(0);
+    const T bmax = t.b.size() ? t.b.cwiseAbs().maxCoeff() : T(0);
+    if (amax == T(0)) continue;
+    limit = std::min(limit, ((headroom - bmax) / t.s - mmax) / amax);
+  }
+  return limit;
+}
+
+/// Finds the first logit of a counted row that is not finite or beyond `limit`.
+template <class T, class L>
+Status check_logits(const LossSpec<T>& spec, const T* x, const Layout& lx, const L* labels,
+                    Index label_stride, T limit) {
+  const Index rows = lx.rows(), C = lx.classes;
+  for (Index i = 0; i < rows; ++i) {
+    if (static_cast<std::int64_t>(labels[i * label_stride]) == spec.ignore_index) continue;
+    const Index n = lx.inner == 1 ? i : i / lx.inner, d = lx.inner == 1 ? 0 : i % lx.inner;
+    const T* row = x + lx.offset(n, d, 0);
+    bool ok = true;
+    for (Index c = 0; c < C; ++c) ok &= std::abs(row[c * lx.class_stride]) <= limit;
+    if (ok) continue;
+    for (Index c = 0; c < C; ++c) {
+      const T v = row[c * lx.class_stride];
+      if (std::abs(v) <= limit) continue;
+      if (!std::isfinite(v))
+        return Status::error(message("logit at row ", i, ", class ", c, " is ", v, " (must be finite)"));
+      return Status::error(message("logit ", v, " at row ", i, ", class ", c,
+                                   " is too large: the adjusted logit s*(a*x - m) + b would overflow (|x| must be <= ",
+                                   limit, ")"));
+    }
+  }
+  return {};
+}
+
+/// Runs the kernel over rows in fixed blocks; sums[t] receives the per-term totals.
+template <class T, class L>
+void run_blocks(const KernelArgs<T, L>& k, std::array<Accum, kMaxTerms>& sums) {
+  sums.fill(0);
+  const Index rows = k.lx.rows();
+  for (Index begin = 0; begin < rows; begin += kBlockRows) {
+    std::array<Accum, kMaxTerms> block{};
+    scalar_rows(k, begin, std::min(rows, begin + kBlockRows), block.data());
+    for (int t = 0; t < k.n_terms; ++t) sums[t] += block[t];
+  }
+}
+
+/// Evaluates `spec` on a batch with `reduction` (which overrides spec.reduction, so that per-row
+/// calls need no copy of the spec). `value` receives the reduced loss (for reduction none: the
+/// sum of the per-row values). Writes nothing and returns an error status if anything is invalid.
+template <class T, class L>
+Status evaluate(const LossSpec<T>& spec, Reduction reduction, const T* x, const Layout& lx, const L* labels,
+                Index label_stride, const Outputs<T>& out, T& value) {
+  // 1. shapes
+  if (Status s = check_layout(lx, "logits"); !s) return s;
+  if (spec.classes != 0 && lx.classes != spec.classes)
+    return Status::error(message("logits have ", lx.classes, " classes but the loss has ", spec.classes));
+  if (lx.classes < 1 && lx.rows() > 0) return Status::error(message("logits have 0 classes"));
+  if (out.grad) {
+    if (Status s = check_layout(out.lg, "gradient"); !s) return s;
+    if (out.lg.samples != lx.samples || out.lg.classes != lx.classes || out.lg.inner != lx.inner)
+      return Status::error(message("gradient is ", out.lg.samples, "x", out.lg.classes, " (inner ",
+                                   out.lg.inner, ") but logits are ", lx.samples, "x", lx.classes,
+                                   " (inner ", lx.inner, ")"));
+  }
+  if (lx.rows() > 0 && (x == nullptr || labels == nullptr))
+    return Status::error(message("null logits or labels pointer for a non-empty batch"));
+  if (static_cast<int>(spec.terms.size()) > kMaxTerms)
+    return Status::error(message("a loss has at most ", kMaxTerms, " terms"));
+
+  // 2. labels and denominators
+  std::array<Accum, kMaxTerms> denominators{};
+  Index counted = 0;
+  if (Status s = check_labels(spec, lx, labels, label_stride, denominators, counted); !s) return s;
+
+  // 3. logits, when something will be written
+  const T limit = logit_limit(spec);
+  const bool writes = out.grad != nullptr || out.row_values != nullptr;
+  if (writes) {
+    if (Status s = check_logits(spec, x, lx, labels, label_stride, limit); !s) return s;
+  }
+
+  const int n_terms = static_cast<int>(spec.terms.size());
+  std::array<TermParams<T>, kMaxTerms> params{};
+  std::array<T, kMaxTerms> weights{};
+  // Denominator of term t: 1 for sum and none; for mean the counted rows' target weights (or
+  // count). A zero denominator (no counted row, or all their weights 0) makes the term 0 with a
+  // zero gradient, where PyTorch returns 0/0 = NaN: see docs/api.md.
+  auto denominator = [&](int t) -> Accum {
+    return reduction == Reduction::mean ? denominators[t] : Accum(1);
+  };
+  for (int t = 0; t < n_terms; ++t) {
+    const Term<T>& term = spec.terms[t];
+    const Accum den = denominator(t);
+    params[t] = TermParams<T>{term.s,
+                              term.gamma,
+                              term.a.size() ? term.a.data() : nullptr,
+                              term.m.size() ? term.m.data() : nullptr,
+                              term.b.size() ? term.b.data() : nullptr,
+                              term.w.size() ? term.w.data() : nullptr,
+                              den > 0 ? static_cast<T>(Accum(term.weight) / den) : T(0),
+                              term.focus_on == FocusOn::batch_mean,
+                              T(0)};
+    weights[t] = term.weight;
+  }
+
+  KernelArgs<T, L> k;
+  k.x = x;
+  k.lx = lx;
+  k.labels = labels;
+  k.label_stride = label_stride;
+  k.ignore_index = spec.ignore_index;
+  k.terms = params.data();
+  k.term_weights = weights.data();
+  k.n_terms = n_terms;
+
+  std::array<Accum, kMaxTerms> sums{};
+  // 4. batch-mean focal terms need their mean cross entropy before any gradient is written
+  bool any_batch = false;
+  for (int t = 0; t < n_terms; ++t) any_batch |= params[t].batch_focus;
+  if (any_batch && out.grad) {
+    run_blocks(k, sums);
+    for (int t = 0; t < n_terms; ++t) {
+      if (!params[t].batch_focus) continue;
+      const Accum den = denominator(t);
+      const T lbar = den > 0 ? static_cast<T>(sums[t] / den) : T(0);
+      params[t].batch_derivative = math::focus(lbar, spec.terms[t].gamma).derivative;
+    }
+  }
+
+  // 5. the fused pass
+  k.grad = out.grad;
+  k.lg = out.lg;
+  k.row_values = out.row_values;
+  k.row_values_stride = out.row_values_stride;
+  run_blocks(k, sums);
+
+  Accum total = 0;
+  for (int t = 0; t < n_terms; ++t) {
+    const Accum den = denominator(t);
+    Accum term_value = den > 0 ? sums[t] / den : Accum(0);
+    if (params[t].batch_focus)
+      term_value = static_cast<Accum>(math::focus(static_cast<T>(term_value), spec.terms[t].gamma).value);
+    total += Accum(weights[t]) * term_value;
+  }
+  if (!writes && !std::isfinite(total)) {
+    if (Status s = check_logits(spec, x, lx, labels, label_stride, limit); !s) return s;
+  }
+  value = static_cast<T>(total);
+  return {};
+}
+
+}  // namespace detail
+}  // namespace lmf

@@ -1,0 +1,115 @@
+// lmf/cpu/scalar.hpp — the portable reference kernel: any layout, any strides, one row at a
+// time, straight from the formulas of math/row.hpp. It is the ground truth every fast path is
+// tested against; it is also the fallback where no fast path applies.
+#pragma once
+
+#include <lmf/math/row.hpp>
+#include <lmf/view.hpp>
+
+#include <cstdint>
+
+namespace lmf {
+namespace detail {
+
+/// A term as the kernels see it: raw pointers (null = default) and the scales the dispatcher
+/// derived from the reduction. Trivially copyable, so it can be passed to a CUDA kernel.
+template <class T>
+struct TermParams {
+  T s;
+  T gamma;
+  const T* a;  ///< null: all 1
+  const T* m;  ///< null: all 0
+  const T* b;  ///< null: all 0
+  const T* w;  ///< null: all 1
+  T scale;     ///< gradient factor: term weight / denominator (1 / 1 for sum and none)
+  bool batch_focus;        ///< phi applied to the batch mean: row value is w_y * l
+  T batch_derivative;      ///< phi'(batch mean) for batch_focus terms
+};
+
+/// Where the rows of a batch are, and what the kernel must produce for them.
+template <class T, class L>
+struct KernelArgs {
+  const T* x = nullptr;
+  Layout lx;
+  const L* labels = nullptr;
+  Index label_stride = 1;
+  std::int64_t ignore_index = -100;
+  T* grad = nullptr;        ///< null: no gradient
+  Layout lg;                ///< gradient layout (same shape as lx)
+  T* row_values = nullptr;  ///< null: no per-row output; else sum_t weight_t * value_t,i
+  Index row_values_stride = 1;
+  const TermParams<T>* terms = nullptr;
+  const T* term_weights = nullptr;  ///< weight_t, for row_values
+  int n_terms = 0;
+};
+
+/// Accumulator type of the reductions: double for float and double inputs.
+using Accum = double;
+
+/// Maximum number of terms in one loss (LMF has two; the family needs at most two).
+constexpr int kMaxTerms = 4;
+
+/// Evaluates rows [begin, end) (row i = n * inner + d) with the scalar kernel. Adds, per term,
+/// sum_i w_y * phi(l_i) (or w_y * l_i for batch_focus terms) to sums[t], in row order.
+template <class T, class L>
+void scalar_rows(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums) {
+  const Layout& lx = k.lx;
+  const Index C = lx.classes;
+  for (Index i = begin; i < end; ++i) {
+    const Index n = lx.inner == 1 ? i : i / lx.inner;
+    const Index d = lx.inner == 1 ? 0 : i % lx.inner;
+    const T* x = k.x + lx.offset(n, d, 0);
+    T* g = k.grad ? k.grad + k.lg.offset(n, d, 0) : nullptr;
+    const std::int64_t label = static_cast<std::int64_t>(k.labels[i * k.label_stride]);
+    if (label == k.ignore_index) {
+      if (g)
+        for (Index c = 0; c < C; ++c) g[c * k.lg.class_stride] = T(0);
+      if (k.row_values) k.row_values[i * k.row_values_stride] = T(0);
+      continue;
+    }
+    const Index y = static_cast<Index>(label);
+    T row_value = T(0);
+    for (int t = 0; t < k.n_terms; ++t) {
+      const TermParams<T>& p = k.terms[t];
+      const T my = p.m ? p.m[y] : T(0);
+      auto z = [&](Index c) {
+        return math::adjusted_logit(x[c * lx.class_stride], p.s, p.a ? p.a[c] : T(1),
+                                    c == y ? my : T(0), p.b ? p.b[c] : T(0));
+      };
+      T zmax = z(0);
+      for (Index c = 1; c < C; ++c) {
+        const T zc = z(c);
+        zmax = zc > zmax ? zc : zmax;
+      }
+      T sum_exp = T(0);
+      for (Index c = 0; c < C; ++c) sum_exp += std::exp(z(c) - zmax);
+      const T l = math::cross_entropy_from(zmax, z(y), sum_exp);
+      const T wy = p.w ? p.w[y] : T(1);
+      T value, derivative;
+      if (p.batch_focus) {
+        value = wy * l;
+        derivative = p.batch_derivative;
+      } else {
+        const math::Focus<T> f = math::focus(l, p.gamma);
+        value = wy * f.value;
+        derivative = f.derivative;
+      }
+      sums[t] += static_cast<Accum>(value);
+      if (k.row_values) row_value += k.term_weights[t] * value;
+      if (g) {
+        const T coef = p.scale * wy * derivative * p.s;
+        const T inv_sum = T(1) / sum_exp;
+        for (Index c = 0; c < C; ++c) {
+          const T softmax = std::exp(z(c) - zmax) * inv_sum;
+          const T gc = coef * (p.a ? p.a[c] : T(1)) * (c == y ? softmax - T(1) : softmax);
+          T& out = g[c * k.lg.class_stride];
+          out = t == 0 ? gc : out + gc;
+        }
+      }
+    }
+    if (k.row_values) k.row_values[i * k.row_values_stride] = row_value;
+  }
+}
+
+}  // namespace detail
+}  // namespace lmf

@@ -1,0 +1,14 @@
+// lmf/lmf.hpp — the umbrella header: everything CPU-side. Compiles without CUDA.
+//
+//   #include <lmf/lmf.hpp>
+//   lmf::LMFLoss<float> loss(counts);
+//   float L = loss.value_and_gradient(logits, labels, grad);
+#pragma once
+
+#include <lmf/config.hpp>
+#include <lmf/errors.hpp>
+#include <lmf/class_stats.hpp>
+#include <lmf/spec.hpp>
+#include <lmf/view.hpp>
+#include <lmf/loss.hpp>
+#include <lmf/losses.hpp>

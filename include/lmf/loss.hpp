@@ -1,0 +1,273 @@
+// lmf/loss.hpp — lmf::Loss<T>, the generic loss (a LossSpec) with its Eigen and raw entry points.
+// Every named loss (losses.hpp) is a Loss<T> built from a preset spec.
+//
+// Entry points, all validating everything before writing anything:
+//   value(logits, labels)                        -> T
+//   value_and_gradient(logits, labels, grad)     -> T, grad = dL/dlogits   (the fused core)
+//   per_row(logits, labels, values)              values_i = sum_t weight_t * L_t,i
+//   per_row_and_gradient(logits, labels, values, grad)   grad of sum_i values_i
+// Eigen inputs: any dense N x C expression (row- or column-major, Map, Block; expressions without
+// direct access are evaluated once); labels: any integer vector. Raw inputs: a pointer and a
+// Layout (N x C with any strides, or (N, C, d1, ...)). try_* variants return lmf::Status.
+#pragma once
+
+#include <lmf/cpu/dispatch.hpp>
+#include <lmf/spec.hpp>
+#include <lmf/view.hpp>
+
+#include <Eigen/Core>
+
+#include <type_traits>
+#include <utility>
+
+namespace lmf {
+namespace detail {
+
+template <class D>
+constexpr bool has_direct_access() {
+  return (int(D::Flags) & Eigen::DirectAccessBit) != 0;
+}
+
+/// Layout of a directly accessible Eigen matrix (rows = samples, cols = classes).
+template <class D>
+Layout eigen_layout(const Eigen::MatrixBase<D>& m) {
+  const Index inner = m.innerStride(), outer = m.outerStride();
+  if (D::IsRowMajor) return Layout{m.rows(), m.cols(), 1, outer, inner, 0};
+  return Layout{m.rows(), m.cols(), 1, inner, outer, 0};
+}
+
+/// Calls f(pointer, layout) on m, evaluating m into a temporary only if it has no direct access.
+template <class D, class F>
+decltype(auto) with_direct(const Eigen::MatrixBase<D>& m, F&& f) {
+  if constexpr (has_direct_access<D>()) {
+    return f(m.derived().data(), eigen_layout(m));
+  } else {
+    const typename D::PlainObject tmp = m;
+    return f(tmp.data(), eigen_layout(tmp));
+  }
+}
+
+/// Calls f(pointer, stride) on an integer label vector.
+template <class D, class F>
+decltype(auto) with_labels(const Eigen::MatrixBase<D>& labels, F&& f) {
+  static_assert(std::is_integral<typename D::Scalar>::value,
+                "lmf: labels must be an Eigen vector of integers (e.g. Eigen::VectorXi)");
+  if constexpr (has_direct_access<D>()) {
+    return f(labels.derived().data(), labels.innerStride());
+  } else {
+    const typename D::PlainObject tmp = labels;
+    return f(tmp.data(), Index(1));
+  }
+}
+
+template <class D>
+void static_check_output() {
+  static_assert(has_direct_access<D>() && (int(D::Flags) & Eigen::LvalueBit) != 0,
+                "lmf: outputs must be writable Eigen objects with direct access "
+                "(Matrix, Map, Block of them)");
+}
+
+}  // namespace detail
+
+/// A loss: the weighted sum of terms of the one model (see spec.hpp and docs/math.md).
+template <class T>
+class Loss {
+  static_assert(std::is_same<T, float>::value || std::is_same<T, double>::value,
+                "lmf::Loss<T>: T must be float or double");
+
+ public:
+  using Scalar = T;
+
+  /// Validates the spec; throws lmf::Error naming the offending option.
+  explicit Loss(LossSpec<T> spec) : spec_(std::move(spec)) { detail::validate(spec_); }
+
+  const LossSpec<T>& spec() const { return spec_; }
+  /// Number of classes, or 0 if the loss accepts any.
+  Index classes() const { return spec_.classes; }
+  Reduction reduction() const { return spec_.reduction; }
+  std::int64_t ignore_index() const { return spec_.ignore_index; }
+
+  /// Replaces the class weights of every term (e.g. each epoch, from DeferredReweighting).
+  /// An empty vector makes the loss unweighted.
+  template <class D>
+  void set_class_weights(const Eigen::MatrixBase<D>& weights) {
+    LossSpec<T> next = spec_;
+    for (Term<T>& t : next.terms) t.w = weights.template cast<T>();
+    detail::validate(next);
+    spec_ = std::move(next);
+  }
+
+  // ---- Eigen entry points -------------------------------------------------------------------
+
+  /// The reduced loss. Reduction none: an error (use per_row).
+  template <class DX, class DY>
+  T value(const Eigen::MatrixBase<DX>& logits, const Eigen::MatrixBase<DY>& labels) const {
+    T v{};
+    detail::raise_if(try_value(logits, labels, v));
+    return v;
+  }
+
+  /// The reduced loss and, in `grad` (same shape as logits, any storage order), its gradient
+  /// with respect to the logits, in one fused pass.
+  template <class DX, class DY, class DG>
+  T value_and_gradient(const Eigen::MatrixBase<DX>& logits, const Eigen::MatrixBase<DY>& labels,
+                       const Eigen::MatrixBase<DG>& grad) const {
+    T v{};
+    detail::raise_if(try_value_and_gradient(logits, labels, grad, v));
+    return v;
+  }
+
+  /// Per-row values (the reduction none of PyTorch), whatever this loss's reduction is.
+  template <class DX, class DY, class DV>
+  void per_row(const Eigen::MatrixBase<DX>& logits, const Eigen::MatrixBase<DY>& labels,
+               const Eigen::MatrixBase<DV>& values) const {
+    detail::raise_if(try_per_row(logits, labels, values));
+  }
+
+  /// Per-row values and the gradient of their sum.
+  template <class DX, class DY, class DV, class DG>
+  void per_row_and_gradient(const Eigen::MatrixBase<DX>& logits, const Eigen::MatrixBase<DY>& labels,
+                            const Eigen::MatrixBase<DV>& values, const Eigen::MatrixBase<DG>& grad) const {
+    detail::raise_if(try_per_row_and_gradient(logits, labels, values, grad));
+  }
+
+  // ---- raw entry points: logits and gradient share `layout`; one label per row -------------
+
+  template <class L>
+  T value(const T* logits, const Layout& layout, const L* labels) const {
+    T v{};
+    detail::raise_if(try_value(logits, layout, labels, v));
+    return v;
+  }
+  template <class L>
+  T value_and_gradient(const T* logits, const Layout& layout, const L* labels, T* grad) const {
+    T v{};
+    detail::raise_if(try_value_and_gradient(logits, layout, labels, grad, v));
+    return v;
+  }
+  /// values: layout.rows() contiguous entries, row i = n * inner + d. grad may be null.
+  template <class L>
+  void per_row(const T* logits, const Layout& layout, const L* labels, T* values, T* grad = nullptr) const {
+    detail::raise_if(try_per_row(logits, layout, labels, values, grad));
+  }
+
+  // ---- non-throwing variants ---------------------------------------------------------------
+
+  template <class DX, class DY>
+  Status try_value(const Eigen::MatrixBase<DX>& logits, const Eigen::MatrixBase<DY>& labels, T& out) const {
+    return eigen_call(logits, labels, [&](const T* x, const Layout& lx, auto* y, Index ys) {
+      return reduced(x, lx, y, ys, detail::Outputs<T>{}, out);
+    });
+  }
+
+  template <class DX, class DY, class DG>
+  Status try_value_and_gradient(const Eigen::MatrixBase<DX>& logits, const Eigen::MatrixBase<DY>& labels,
+                                const Eigen::MatrixBase<DG>& grad, T& out) const {
+    detail::static_check_output<DG>();
+    auto& g = const_cast<Eigen::MatrixBase<DG>&>(grad);
+    return eigen_call(logits, labels, [&](const T* x, const Layout& lx, auto* y, Index ys) {
+      detail::Outputs<T> o;
+      o.grad = g.derived().data();
+      o.lg = detail::eigen_layout(g);
+      return reduced(x, lx, y, ys, o, out);
+    });
+  }
+
+  template <class DX, class DY, class DV>
+  Status try_per_row(const Eigen::MatrixBase<DX>& logits, const Eigen::MatrixBase<DY>& labels,
+                     const Eigen::MatrixBase<DV>& values) const {
+    return per_row_impl(logits, labels, values, static_cast<const Eigen::MatrixBase<DV>*>(nullptr));
+  }
+
+  template <class DX, class DY, class DV, class DG>
+  Status try_per_row_and_gradient(const Eigen::MatrixBase<DX>& logits, const Eigen::MatrixBase<DY>& labels,
+                                  const Eigen::MatrixBase<DV>& values, const Eigen::MatrixBase<DG>& grad) const {
+    return per_row_impl(logits, labels, values, &grad);
+  }
+
+  template <class L>
+  Status try_value(const T* logits, const Layout& layout, const L* labels, T& out) const {
+    return reduced(logits, layout, labels, 1, detail::Outputs<T>{}, out);
+  }
+  template <class L>
+  Status try_value_and_gradient(const T* logits, const Layout& layout, const L* labels, T* grad, T& out) const {
+    detail::Outputs<T> o;
+    o.grad = grad;
+    o.lg = layout;
+    if (grad == nullptr && layout.rows() > 0 && layout.classes > 0)
+      return Status::error(detail::message("null gradient pointer"));
+    return reduced(logits, layout, labels, 1, o, out);
+  }
+  template <class L>
+  Status try_per_row(const T* logits, const Layout& layout, const L* labels, T* values, T* grad) const {
+    detail::Outputs<T> o;
+    o.row_values = values;
+    o.grad = grad;
+    o.lg = layout;
+    if (values == nullptr && layout.rows() > 0)
+      return Status::error(detail::message("null per-row values pointer"));
+    return unreduced(logits, layout, labels, 1, o);
+  }
+
+ private:
+  template <class DX, class DY, class F>
+  Status eigen_call(const Eigen::MatrixBase<DX>& logits, const Eigen::MatrixBase<DY>& labels, F&& f) const {
+    static_assert(std::is_same<typename DX::Scalar, T>::value,
+                  "lmf: the logits' scalar type must be the loss's T (float or double)");
+    return detail::with_direct(logits, [&](const T* x, const Layout& lx) {
+      if (labels.size() != lx.rows() || (labels.rows() != 1 && labels.cols() != 1))
+        return Status::error(detail::message("labels have ", labels.rows(), "x", labels.cols(),
+                                             " entries but logits have ", lx.rows(),
+                                             " rows (one label per row is needed)"));
+      return detail::with_labels(labels, [&](auto* y, Index ys) { return f(x, lx, y, ys); });
+    });
+  }
+
+  template <class DX, class DY, class DV, class DG>
+  Status per_row_impl(const Eigen::MatrixBase<DX>& logits, const Eigen::MatrixBase<DY>& labels,
+                      const Eigen::MatrixBase<DV>& values, const Eigen::MatrixBase<DG>* grad) const {
+    detail::static_check_output<DV>();
+    auto& v = const_cast<Eigen::MatrixBase<DV>&>(values);
+    return eigen_call(logits, labels, [&](const T* x, const Layout& lx, auto* y, Index ys) {
+      if (v.size() != lx.rows() || (v.rows() != 1 && v.cols() != 1))
+        return Status::error(detail::message("per-row values have ", v.rows(), "x", v.cols(),
+                                             " entries but logits have ", lx.rows(), " rows"));
+      detail::Outputs<T> o;
+      o.row_values = v.derived().data();
+      o.row_values_stride = v.innerStride();
+      if (grad) {
+        detail::static_check_output<DG>();
+        auto& g = const_cast<Eigen::MatrixBase<DG>&>(*grad);
+        o.grad = g.derived().data();
+        o.lg = detail::eigen_layout(g);
+      }
+      return unreduced(x, lx, y, ys, o);
+    });
+  }
+
+  template <class L>
+  Status reduced(const T* x, const Layout& lx, const L* y, Index ys, const detail::Outputs<T>& o, T& out) const {
+    if (spec_.reduction == Reduction::none)
+      return Status::error(detail::message(
+          "this loss has reduction none: call per_row or per_row_and_gradient for per-row values"));
+    T v{};
+    Status s = detail::evaluate(spec_, spec_.reduction, x, lx, y, ys, o, v);
+    if (s) out = v;
+    return s;
+  }
+
+  template <class L>
+  Status unreduced(const T* x, const Layout& lx, const L* y, Index ys, const detail::Outputs<T>& o) const {
+    for (const Term<T>& t : spec_.terms)
+      if (t.focus_on == FocusOn::batch_mean)
+        return Status::error(detail::message(
+            "per-row values are undefined for a loss whose focal term acts on the batch mean "
+            "(seed-code preset); use value or value_and_gradient"));
+    T ignored{};
+    return detail::evaluate(spec_, Reduction::none, x, lx, y, ys, o, ignored);
+  }
+
+  LossSpec<T> spec_;
+};
+
+}  // namespace lmf

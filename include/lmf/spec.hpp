@@ -1,0 +1,129 @@
+// lmf/spec.hpp — the one model every loss is an instance of.
+//
+// A term, for row i with logits x and label y:
+//   z_c = s * (a_c * x_c - m_y * [c == y]) + b_c,   l = logsumexp(z) - z_y,   L_i = w_y * phi(l)
+// A loss is sum_t weight_t * (term t reduced over the rows). See docs/math.md.
+#pragma once
+
+#include <lmf/class_stats.hpp>
+#include <lmf/errors.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace lmf {
+
+/// How per-row values are reduced over the batch (PyTorch's `reduction`).
+enum class Reduction : int {
+  none = 0,  ///< per-row values: use per_row / per_row_and_gradient
+  sum = 1,   ///< sum over the counted rows
+  mean = 2,  ///< sum divided by each term's denominator (see MeanOver)
+};
+
+/// What a term's `mean` divides by.
+enum class MeanOver : int {
+  target_weights = 0,  ///< sum of w_y over the counted rows (PyTorch's weighted mean; N if unweighted)
+  rows = 1,            ///< the number of counted rows (torch.mean of per-row values)
+};
+
+/// Where the focal modulation phi is applied.
+enum class FocusOn : int {
+  row = 0,         ///< per row: L_i = w_y * phi(l_i) (focal loss as published by Lin et al.)
+  batch_mean = 1,  ///< on the batch's weighted-mean cross entropy: L = phi(sum w_y l_i / sum w_y),
+                   ///< as in the seed article's code; needs reduction mean
+};
+
+inline const char* to_string(Reduction r) {
+  switch (r) {
+    case Reduction::none: return "none";
+    case Reduction::sum: return "sum";
+    case Reduction::mean: return "mean";
+  }
+  return "unknown";
+}
+
+/// Parses "none", "sum" or "mean"; anything else is an lmf::Error.
+inline Reduction parse_reduction(std::string_view name) {
+  if (name == "none") return Reduction::none;
+  if (name == "sum") return Reduction::sum;
+  if (name == "mean") return Reduction::mean;
+  detail::raise(detail::message("unknown reduction '", std::string(name),
+                                "' (expected none, sum or mean)"));
+}
+
+/// One term of a loss. Per-class vectors that are empty take their defaults
+/// (a = 1, m = 0, b = 0, w = 1); non-empty ones must all have the loss's number of classes.
+template <class T>
+struct Term {
+  T weight = T(1);     ///< coefficient of this term in the loss
+  T s = T(1);          ///< logit scale
+  T gamma = T(0);      ///< focusing parameter; 0 = cross entropy
+  Vector<T> a;         ///< per-class logit multipliers
+  Vector<T> m;         ///< per-class target margins (subtracted from the target logit only)
+  Vector<T> b;         ///< per-class logit offsets
+  Vector<T> w;         ///< class weights w_y
+  MeanOver mean_over = MeanOver::target_weights;
+  FocusOn focus_on = FocusOn::row;
+};
+
+/// A whole loss: terms over the same rows, a reduction and PyTorch's ignore_index.
+template <class T>
+struct LossSpec {
+  std::vector<Term<T>> terms;
+  Reduction reduction = Reduction::mean;
+  std::int64_t ignore_index = -100;
+  Index classes = 0;  ///< 0: any number of classes (no per-class vector in any term)
+};
+
+namespace detail {
+
+template <class T>
+void check_class_vector(const Vector<T>& v, Index& classes, const char* what, std::size_t term,
+                        bool nonnegative) {
+  if (v.size() == 0) return;
+  LMF_CHECK_ARG(classes == 0 || v.size() == classes, "term ", term, ": ", what, " has ", v.size(),
+                " entries but the loss has ", classes, " classes");
+  classes = v.size();
+  for (Index j = 0; j < v.size(); ++j) {
+    LMF_CHECK_ARG(std::isfinite(v(j)), "term ", term, ": ", what, " of class ", j, " is ", v(j),
+                  " (must be finite)");
+    LMF_CHECK_ARG(!nonnegative || v(j) >= T(0), "term ", term, ": ", what, " of class ", j, " is ",
+                  v(j), " (must be >= 0)");
+  }
+}
+
+/// Validates a spec (every option of every term) and fills in `classes` from the per-class
+/// vectors. Throws lmf::Error naming the term and the option.
+template <class T>
+void validate(LossSpec<T>& spec) {
+  LMF_CHECK_ARG(!spec.terms.empty(), "a loss needs at least one term");
+  const int r = static_cast<int>(spec.reduction);
+  LMF_CHECK_ARG(r >= 0 && r <= 2, "unknown reduction (enum value ", r, "; expected none, sum or mean)");
+  Index classes = spec.classes;
+  LMF_CHECK_ARG(classes >= 0, "classes is ", classes, " (must be >= 0)");
+  for (std::size_t t = 0; t < spec.terms.size(); ++t) {
+    const Term<T>& term = spec.terms[t];
+    LMF_CHECK_ARG(std::isfinite(term.weight), "term ", t, ": weight is ", term.weight, " (must be finite)");
+    LMF_CHECK_ARG(std::isfinite(term.s) && term.s > T(0), "term ", t, ": s is ", term.s,
+                  " (must be finite and > 0)");
+    LMF_CHECK_ARG(std::isfinite(term.gamma) && term.gamma >= T(0), "term ", t, ": gamma is ",
+                  term.gamma, " (must be finite and >= 0)");
+    const int mo = static_cast<int>(term.mean_over), fo = static_cast<int>(term.focus_on);
+    LMF_CHECK_ARG(mo == 0 || mo == 1, "term ", t, ": unknown mean_over (enum value ", mo, ")");
+    LMF_CHECK_ARG(fo == 0 || fo == 1, "term ", t, ": unknown focus_on (enum value ", fo, ")");
+    LMF_CHECK_ARG(term.focus_on == FocusOn::row || spec.reduction == Reduction::mean, "term ", t,
+                  ": focus on the batch mean (seed-code convention) needs reduction mean, got ",
+                  to_string(spec.reduction));
+    check_class_vector(term.a, classes, "multiplier a", t, false);
+    check_class_vector(term.m, classes, "margin m", t, true);
+    check_class_vector(term.b, classes, "offset b", t, false);
+    check_class_vector(term.w, classes, "class weight", t, true);
+  }
+  spec.classes = classes;
+}
+
+}  // namespace detail
+}  // namespace lmf
