@@ -81,9 +81,17 @@ void scalar_rows(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums)
         const T zc = z(c);
         zmax = zc > zmax ? zc : zmax;
       }
-      T sum_exp = T(0);
-      for (Index c = 0; c < C; ++c) sum_exp += std::exp(z(c) - zmax);
-      const T l = math::cross_entropy_from(zmax, z(y), sum_exp);
+      // rest = sum_c exp(z_c - zmax) - 1 without forming the 1 (see math::cross_entropy_from):
+      // the entries below zmax, plus 1 for each tie at zmax beyond the first
+      T rest = T(0);
+      Index ties = 0;
+      for (Index c = 0; c < C; ++c) {
+        const T zc = z(c);
+        if (zc < zmax) rest += std::exp(zc - zmax);
+        else ++ties;
+      }
+      rest += static_cast<T>(ties - 1);
+      const T l = math::cross_entropy_from(zmax, z(y), rest);
       const T wy = p.w ? p.w[y] : T(1);
       T value, derivative;
       if (p.batch_focus) {
@@ -98,10 +106,11 @@ void scalar_rows(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums)
       if (k.row_values) row_value += k.term_weights[t] * value;
       if (g) {
         const T coef = p.scale * wy * derivative * p.s;
-        const T inv_sum = T(1) / sum_exp;
+        const T inv = T(1) / (T(1) + rest);
         for (Index c = 0; c < C; ++c) {
-          const T softmax = std::exp(z(c) - zmax) * inv_sum;
-          const T gc = coef * (p.a ? p.a[c] : T(1)) * (c == y ? softmax - T(1) : softmax);
+          const T zc = z(c);
+          const T e = zc < zmax ? std::exp(zc - zmax) : T(1);
+          const T gc = coef * (p.a ? p.a[c] : T(1)) * math::softmax_minus_onehot(e, c == y, rest, inv);
           T& out = g[c * k.lg.class_stride];
           out = t == 0 ? gc : out + gc;
         }

@@ -47,11 +47,22 @@ LMF_HOST_DEVICE inline Focus<T> focus(T l, T gamma) {
 }
 
 /// The cross entropy l = logsumexp(z) - z_y from the row maximum zmax, the target's adjusted
-/// logit zy and sum_c exp(z_c - zmax) (>= 1). Both parts are >= 0, so l >= 0 exactly: no
-/// rounding can make it -0 or -1e-8.
+/// logit zy and rest = sum_c exp(z_c - zmax) - 1 >= 0, the sum without one maximal entry
+/// (accumulate exp(z_c - zmax) over z_c < zmax, plus the number of ties at zmax minus 1).
+/// Both parts are >= 0, so l >= 0 exactly: no rounding can make it -0 or -1e-8; and log1p keeps
+/// full relative accuracy when the target dominates (l ~ rest << 1), where log(1 + rest) and
+/// PyTorch's log_softmax lose digits.
 template <class T>
-LMF_HOST_DEVICE inline T cross_entropy_from(T zmax, T zy, T sum_exp) {
-  return (zmax - zy) + std::log(sum_exp);
+LMF_HOST_DEVICE inline T cross_entropy_from(T zmax, T zy, T rest) {
+  return (zmax - zy) + std::log1p(rest);
+}
+
+/// softmax_c - [c == y] from e_c = exp(z_c - zmax) and inv = 1 / (1 + rest). For the target,
+/// ((e_y - 1) - rest) * inv is exact in the confident limit: with z_y = zmax it is -rest * inv,
+/// where softmax_y - 1 would cancel.
+template <class T>
+LMF_HOST_DEVICE inline T softmax_minus_onehot(T e, bool target, T rest, T inv) {
+  return target ? ((e - T(1)) - rest) * inv : e * inv;
 }
 
 /// The adjusted logit of one class: s * (a_c * x_c - margin) + b_c, where margin is m_y for the

@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""Golden values for lmf's parity tests, computed by PyTorch running the reference formulas.
+
+Each loss is written the way the published code writes it, in torch ops, and differentiated by
+autograd in float64:
+
+  ce            F.cross_entropy(x, y, weight, ignore_index, reduction)
+  focal         per sample, as github adeelh/pytorch-multi-class-focal-loss (used by the official
+                LMF code): log_p = log_softmax(x); ce = nll_loss(log_p, y, weight, 'none');
+                L_i = (1 - p_t)^gamma * ce_i; lmf's mean divides by sum of w_y (= N unweighted)
+  ldam          github kaidic/LDAM-DRW: x_m = where(onehot, x - m_y, x);
+                F.cross_entropy(s * x_m, y, weight, ignore_index, reduction)
+  lmf           ldam_weight * ldam + focal_weight * focal (lmf's default LMFLoss)
+  lmf_seed      github SanaNazari/LMFLoss (first version): logp = F.cross_entropy(x, y, w);
+                p = exp(-logp); focal = mean((1 - p)^gamma * logp); focal + ldam
+  lmf_official  github Adnan-Sadi/LMFLOSS: 1.5 * ldam(weight = margins) + 1.0 * focal(alpha =
+                margins, gamma 1.5, mean over the counted rows)
+
+Margins: m_j = 1 / n_j^(1/4), rescaled so max m = max_m (LDAM-DRW's get_mlist).
+Class-balanced weights: (1 - beta) / (1 - beta^n), normalized to sum to C (LDAM-DRW).
+
+Logits are written as float32 (shortest round-trip text: read them with strtof); everything
+else as float64 (17 significant digits).
+
+Usage:  /usr/bin/python3 tests/make_golden.py --seed 1 --cases 260 --out tests/data/golden.txt
+The file is plain text (see tests/golden.hpp for the reader). Logits are float32 values, so the
+same inputs serve the float and the double tests.
+"""
+import argparse
+import math
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+torch.set_default_dtype(torch.float64)
+
+
+def margins(counts, max_m):
+    m = 1.0 / np.sqrt(np.sqrt(np.asarray(counts, dtype=np.float64)))
+    return m * (max_m / np.max(m))
+
+
+def class_balanced(counts, beta):
+    eff = 1.0 - np.power(beta, np.asarray(counts, dtype=np.float64))
+    w = (1.0 - beta) / eff
+    return w / np.sum(w) * len(counts)
+
+
+def ldam(x, y, m, s, w, ignore, reduction):
+    valid = y != ignore
+    yc = torch.where(valid, y, torch.zeros_like(y))
+    index = torch.zeros_like(x, dtype=torch.bool)
+    index.scatter_(1, yc.view(-1, 1), True)
+    index &= valid.view(-1, 1)
+    batch_m = torch.as_tensor(m)[yc].view(-1, 1)
+    x_m = torch.where(index, x - batch_m, x)
+    return F.cross_entropy(s * x_m, y, weight=w, ignore_index=ignore, reduction=reduction)
+
+
+def focal_rows(x, y, gamma, w, ignore):
+    """Per-row focal values (0 on ignored rows), the adeelh formulation."""
+    log_p = F.log_softmax(x, dim=-1)
+    ce = F.nll_loss(log_p, y, weight=w, reduction="none", ignore_index=ignore)
+    valid = y != ignore
+    yc = torch.where(valid, y, torch.zeros_like(y))
+    log_pt = log_p.gather(1, yc.view(-1, 1)).view(-1)
+    pt = log_pt.exp()
+    return torch.where(valid, (1 - pt) ** gamma * ce, torch.zeros_like(ce))
+
+
+def focal(x, y, gamma, w, ignore, reduction, mean_over_rows=False):
+    rows = focal_rows(x, y, gamma, w, ignore)
+    if reduction == "none":
+        return rows
+    if reduction == "sum":
+        return rows.sum()
+    valid = y != ignore
+    if mean_over_rows or w is None:
+        return rows.sum() / valid.sum()
+    return rows.sum() / w[y[valid]].sum()
+
+
+def seed_focal(x, y, gamma, w, ignore):
+    logp = F.cross_entropy(x, y, weight=w, ignore_index=ignore)
+    p = torch.exp(-logp)
+    return torch.mean((1 - p) ** gamma * logp)
+
+
+def evaluate(case, x):
+    kind, red, ignore = case["kind"], case["reduction"], case["ignore_index"]
+    y = torch.as_tensor(case["labels"], dtype=torch.int64)
+    w = None if case["weights"] is None else torch.as_tensor(case["weights"])
+    m = margins(case["counts"], case["max_m"])
+    if kind == "ce":
+        return F.cross_entropy(x, y, weight=w, ignore_index=ignore, reduction=red)
+    if kind == "focal":
+        return focal(x, y, case["gamma"], w, ignore, red)
+    if kind == "ldam":
+        return ldam(x, y, m, case["s"], w, ignore, red)
+    if kind == "lmf":
+        return (case["ldam_weight"] * ldam(x, y, m, case["s"], w, ignore, red)
+                + case["focal_weight"] * focal(x, y, case["gamma"], w, ignore, red))
+    if kind == "lmf_seed":
+        return (seed_focal(x, y, 2.0, w, ignore) + ldam(x, y, m, 30.0, w, ignore, "mean"))
+    if kind == "lmf_official":
+        mw = torch.as_tensor(margins(case["counts"], 0.5))
+        return (1.5 * ldam(x, y, m, 30.0, mw, ignore, "mean")
+                + 1.0 * focal(x, y, 1.5, mw, ignore, "mean", mean_over_rows=True))
+    raise ValueError(kind)
+
+
+def random_case(rng, index):
+    kind = ["ce", "focal", "ldam", "lmf", "lmf_seed", "lmf_official"][index % 6]
+    C = int(rng.choice([1, 2, 2, 3, 4, 5, 7, 10, 16, 17, 33, 100, 1000] if kind not in ("ldam", "lmf", "lmf_seed", "lmf_official")
+                       else [2, 3, 4, 5, 7, 10, 16, 17, 33, 100, 1000]))
+    N = min(int(rng.choice([1, 2, 3, 5, 8, 17, 40, 100])), max(1, 600 // C))
+    ratio = float(rng.choice([1.0, 10.0, 100.0, 1000.0]))
+    counts = [max(1, int(round(5000 * ratio ** (-j / max(C - 1, 1))))) for j in range(C)]
+    rng.shuffle(counts)
+    ignore = -100 if rng.random() < 0.85 else int(rng.integers(0, C))
+    labels = rng.integers(0, C, size=N)
+    if rng.random() < 0.3:
+        labels[rng.random(N) < 0.25] = ignore
+    if not np.any(labels != ignore):  # at least one counted row (all-ignored is tested apart)
+        labels[0] = (ignore + 1) % C if ignore >= 0 else 0
+        if C == 1 and ignore == 0:
+            ignore = -100
+    weights = None
+    if kind != "lmf_official" and rng.random() < 0.5:
+        weights = (class_balanced(counts, float(rng.choice([0.9, 0.999, 0.9999])))
+                   if rng.random() < 0.5 else rng.uniform(0.1, 3.0, size=C)).tolist()
+    reduction = "mean" if kind in ("lmf_seed", "lmf_official") else str(rng.choice(["mean", "mean", "sum", "none"]))
+    scale = float(rng.choice([0.3, 1.0, 3.0, 8.0]))
+    logits = (rng.standard_normal((N, C)) * scale).astype(np.float32)
+    # Some rows strongly favour their label (p_t -> 1), where focal's gradient is delicate.
+    if rng.random() < 0.3:
+        for i in range(N):
+            if labels[i] != ignore:
+                logits[i, labels[i]] += np.float32(rng.uniform(5.0, 20.0))
+    return {
+        "name": f"{kind}_{index}", "kind": kind, "reduction": reduction, "N": N, "C": C,
+        "gamma": float(rng.choice([0.0, 0.5, 1.0, 1.5, 2.0, 5.0])) if kind in ("focal", "lmf") else 0.0,
+        "s": float(rng.choice([1.0, 10.0, 30.0, 64.0])) if kind in ("ldam", "lmf") else 30.0,
+        "max_m": float(rng.choice([0.1, 0.5, 1.0])) if kind in ("ldam", "lmf") else 0.5,
+        "ldam_weight": float(rng.choice([1.0, 0.5, 1.5])) if kind == "lmf" else 1.0,
+        "focal_weight": float(rng.choice([1.0, 0.2, 2.0])) if kind == "lmf" else 1.0,
+        "ignore_index": ignore, "counts": counts, "weights": weights,
+        "labels": labels.tolist(), "logits": logits,
+    }
+
+
+def fmt(v):
+    return repr(float(v))
+
+
+def write_case(out, case):
+    x = torch.tensor(case["logits"].astype(np.float64), requires_grad=True)
+    loss = evaluate(case, x)
+    total = loss.sum() if case["reduction"] == "none" else loss
+    total.backward()
+    g = x.grad.detach().numpy()
+    values = loss.detach().numpy().reshape(-1)
+    if not (np.all(np.isfinite(values)) and np.all(np.isfinite(g))):
+        return False  # PyTorch gives NaN here (e.g. gamma < 1 with p_t -> 1); lmf tests those apart
+    c = case
+    out.write(f"case {c['name']} {c['kind']} {c['reduction']} {c['N']} {c['C']} {fmt(c['gamma'])} {fmt(c['s'])} "
+              f"{fmt(c['max_m'])} {fmt(c['ldam_weight'])} {fmt(c['focal_weight'])} {c['ignore_index']} "
+              f"{0 if c['weights'] is None else 1}\n")
+    out.write("counts " + " ".join(str(v) for v in c["counts"]) + "\n")
+    if c["weights"] is not None:
+        out.write("weights " + " ".join(fmt(v) for v in c["weights"]) + "\n")
+    out.write("labels " + " ".join(str(int(v)) for v in c["labels"]) + "\n")
+    # shortest text that reads back (strtof) as the same float32
+    out.write("logits " + " ".join(str(v) for v in c["logits"].reshape(-1)) + "\n")
+    out.write(f"values {values.size} " + " ".join(fmt(v) for v in values) + "\n")
+    out.write("grad " + " ".join(fmt(v) for v in g.reshape(-1)) + "\n")
+    return True
+
+
+def write_stats(out, rng, count):
+    for _ in range(count):
+        C = int(rng.integers(1, 20))
+        counts = rng.integers(1, 10000, size=C).tolist()
+        max_m = float(rng.choice([0.1, 0.5, 0.8, 1.0]))
+        beta = float(rng.choice([0.0, 0.9, 0.99, 0.999, 0.9999]))
+        out.write(f"stats {C} {fmt(max_m)} {fmt(beta)}\n")
+        out.write("counts " + " ".join(str(v) for v in counts) + "\n")
+        out.write("margins " + " ".join(fmt(v) for v in margins(counts, max_m)) + "\n")
+        out.write("class_balanced " + " ".join(fmt(v) for v in class_balanced(counts, beta)) + "\n")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--cases", type=int, default=260)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    rng = np.random.default_rng(args.seed)
+    written = skipped = 0
+    with open(args.out, "w") as out:
+        out.write(f"# lmf golden values: tests/make_golden.py --seed {args.seed} --cases {args.cases}; "
+                  f"torch {torch.__version__}\n")
+        index = 0
+        while written < args.cases:
+            if write_case(out, random_case(rng, index)):
+                written += 1
+            else:
+                skipped += 1
+            index += 1
+        write_stats(out, rng, 30)
+        out.write("end\n")
+    print(f"make_golden: seed {args.seed}: {written} cases written, {skipped} skipped (non-finite in PyTorch) "
+          f"-> {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

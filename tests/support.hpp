@@ -1,0 +1,267 @@
+// Shared helpers of lmf's tests: tolerances per type, error measures, random batches, a central
+// finite-difference gradient, and the reader of the PyTorch golden file.
+#pragma once
+
+#include <lmf/lmf.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace lmf_test {
+
+using lmf::Index;
+template <class T>
+using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
+template <class T>
+using MatR = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <class T>
+using Vec = Eigen::Matrix<T, Eigen::Dynamic, 1>;
+using Labels = Eigen::VectorXi;
+
+/// Parity tolerance against PyTorch: 1e-12 in double, 1e-5 in float.
+template <class T>
+constexpr double parity_tol() {
+  return sizeof(T) == 8 ? 1e-12 : 1e-5;
+}
+
+/// Normwise relative error max|a - b| / max(max|b|, floor). Magnitudes under `floor` count as
+/// `floor`: PyTorch's own log_softmax loses relative accuracy on tiny values (a confident row's
+/// 1 - p_t), so tiny references are compared to an absolute error of tol * floor.
+template <class A, class B>
+double rel_error(const A& a, const B& b, double floor = 1e-3) {
+  const Eigen::ArrayXd da = a.template cast<double>().reshaped().array();
+  const Eigen::ArrayXd db = b.template cast<double>().reshaped().array();
+  if (da.size() != db.size()) return INFINITY;
+  if (da.size() == 0) return 0;
+  const double num = (da - db).abs().maxCoeff();
+  return num / std::max(db.abs().maxCoeff(), floor);
+}
+inline double rel_error(double a, double b, double floor = 1e-3) {
+  return std::abs(a - b) / std::max(std::abs(b), floor);
+}
+
+/// Catch2's seed for this run (printed by Catch with --rng-seed / in failures).
+inline std::mt19937_64& rng() {
+  static std::mt19937_64 gen(Catch::rngSeed());
+  return gen;
+}
+
+template <class T>
+Mat<T> random_logits(Index n, Index c, double scale = 2.0) {
+  std::normal_distribution<double> d(0.0, scale);
+  Mat<T> x(n, c);
+  for (Index i = 0; i < x.size(); ++i) x.data()[i] = static_cast<T>(d(rng()));
+  return x;
+}
+
+inline Labels random_labels(Index n, Index c, double ignored_share = 0.0, int ignore_index = -100) {
+  std::uniform_int_distribution<int> d(0, int(c) - 1);
+  std::uniform_real_distribution<double> u(0, 1);
+  Labels y(n);
+  for (Index i = 0; i < n; ++i) y(i) = u(rng()) < ignored_share ? ignore_index : d(rng());
+  return y;
+}
+
+/// Imbalanced counts n_j = 5000 * ratio^(-j/(C-1)).
+inline Eigen::VectorXi long_tail_counts(Index c, double ratio = 100.0) {
+  Eigen::VectorXi n(c);
+  for (Index j = 0; j < c; ++j)
+    n(j) = std::max(1, int(std::lround(5000.0 * std::pow(ratio, -double(j) / double(std::max<Index>(c - 1, 1))))));
+  return n;
+}
+
+/// Central differences of loss.value (or of the sum of per-row values for reduction none) with
+/// respect to every logit, in double. Step h scaled to each logit's magnitude.
+inline Mat<double> numeric_gradient(const lmf::Loss<double>& loss, const Mat<double>& x, const Labels& y) {
+  const bool none = loss.reduction() == lmf::Reduction::none;
+  auto f = [&](const Mat<double>& z) {
+    if (!none) return loss.value(z, y);
+    Vec<double> v(z.rows());
+    loss.per_row(z, y, v);
+    return v.sum();
+  };
+  Mat<double> g(x.rows(), x.cols());
+  Mat<double> z = x;
+  for (Index i = 0; i < x.size(); ++i) {
+    const double h = 1e-5 * std::max(1.0, std::abs(x.data()[i]));
+    const double x0 = z.data()[i];
+    z.data()[i] = x0 + h;
+    const double fp = f(z);
+    z.data()[i] = x0 - h;
+    const double fm = f(z);
+    z.data()[i] = x0 + 2 * h;
+    const double fpp = f(z);
+    z.data()[i] = x0 - 2 * h;
+    const double fmm = f(z);
+    z.data()[i] = x0;
+    g.data()[i] = (8 * (fp - fm) - (fpp - fmm)) / (12 * h);  // fourth-order central difference
+  }
+  return g;
+}
+
+/// Analytic gradient through value_and_gradient (or per_row_and_gradient for reduction none).
+template <class T>
+Mat<T> analytic_gradient(const lmf::Loss<T>& loss, const Mat<T>& x, const Labels& y) {
+  Mat<T> g(x.rows(), x.cols());
+  if (loss.reduction() == lmf::Reduction::none) {
+    Vec<T> v(x.rows());
+    loss.per_row_and_gradient(x, y, v, g);
+  } else {
+    loss.value_and_gradient(x, y, g);
+  }
+  return g;
+}
+
+// ---- the golden file written by tests/make_golden.py ----------------------------------------
+
+struct GoldenCase {
+  std::string name, kind, reduction;
+  Index n = 0, c = 0;
+  double gamma = 0, s = 0, max_m = 0, ldam_weight = 0, focal_weight = 0;
+  long ignore_index = -100;
+  std::vector<long> counts;
+  std::vector<double> weights;  // empty: unweighted
+  std::vector<int> labels;
+  std::vector<float> logits;    // row-major, float32 values
+  std::vector<double> values;   // 1 (reduced) or n (none)
+  std::vector<double> grad;     // row-major
+};
+
+struct GoldenStats {
+  double max_m = 0, beta = 0;
+  std::vector<long> counts;
+  std::vector<double> margins, class_balanced;
+};
+
+struct Golden {
+  std::string header;
+  std::vector<GoldenCase> cases;
+  std::vector<GoldenStats> stats;
+};
+
+template <class V>
+void read_list(std::istream& in, const char* key, std::size_t n, V& out) {
+  std::string k;
+  in >> k;
+  if (k != key) throw std::runtime_error("golden: expected '" + std::string(key) + "', got '" + k + "'");
+  out.resize(n);
+  for (auto& v : out) {
+    if constexpr (std::is_same<typename V::value_type, float>::value) {
+      std::string tok;
+      in >> tok;
+      v = std::strtof(tok.c_str(), nullptr);  // correctly rounded: the exact float32 written
+    } else if constexpr (std::is_same<typename V::value_type, double>::value) {
+      std::string tok;
+      in >> tok;
+      v = std::strtod(tok.c_str(), nullptr);
+    } else {
+      in >> v;
+    }
+  }
+}
+
+inline Golden read_golden(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("golden: cannot open " + path);
+  Golden g;
+  std::getline(in, g.header);
+  std::string key;
+  while (in >> key) {
+    if (key == "end") break;
+    if (key == "case") {
+      GoldenCase c;
+      in >> c.name >> c.kind >> c.reduction >> c.n >> c.c >> c.gamma >> c.s >> c.max_m >> c.ldam_weight >>
+          c.focal_weight >> c.ignore_index;
+      int has_weights = 0;
+      in >> has_weights;
+      read_list(in, "counts", std::size_t(c.c), c.counts);
+      if (has_weights) read_list(in, "weights", std::size_t(c.c), c.weights);
+      read_list(in, "labels", std::size_t(c.n), c.labels);
+      read_list(in, "logits", std::size_t(c.n * c.c), c.logits);
+      std::string k;
+      std::size_t nv = 0;
+      in >> k >> nv;
+      if (k != "values") throw std::runtime_error("golden: expected values in " + c.name);
+      c.values.resize(nv);
+      for (auto& v : c.values) {
+        std::string tok;
+        in >> tok;
+        v = std::strtod(tok.c_str(), nullptr);
+      }
+      read_list(in, "grad", std::size_t(c.n * c.c), c.grad);
+      g.cases.push_back(std::move(c));
+    } else if (key == "stats") {
+      GoldenStats s;
+      std::size_t c = 0;
+      in >> c >> s.max_m >> s.beta;
+      read_list(in, "counts", c, s.counts);
+      read_list(in, "margins", c, s.margins);
+      read_list(in, "class_balanced", c, s.class_balanced);
+      g.stats.push_back(std::move(s));
+    } else {
+      throw std::runtime_error("golden: unknown record '" + key + "'");
+    }
+  }
+  return g;
+}
+
+/// The lmf loss a golden case describes.
+template <class T>
+lmf::Loss<T> make_loss(const GoldenCase& c) {
+  Eigen::Matrix<long, Eigen::Dynamic, 1> counts(c.c);
+  for (Index j = 0; j < c.c; ++j) counts(j) = c.counts[std::size_t(j)];
+  Vec<T> w(Index(c.weights.size()));
+  for (Index j = 0; j < w.size(); ++j) w(j) = static_cast<T>(c.weights[std::size_t(j)]);
+  const lmf::Reduction r = lmf::parse_reduction(c.reduction);
+  auto common = [&](auto& o) {
+    o.reduction = r;
+    o.class_weights = w;
+    o.ignore_index = c.ignore_index;
+  };
+  if (c.kind == "ce") {
+    typename lmf::CrossEntropyLoss<T>::Options o;
+    common(o);
+    return lmf::CrossEntropyLoss<T>(o);
+  }
+  if (c.kind == "focal") {
+    typename lmf::FocalLoss<T>::Options o;
+    common(o);
+    o.gamma = T(c.gamma);
+    return lmf::FocalLoss<T>(o);
+  }
+  if (c.kind == "ldam") {
+    typename lmf::LDAMLoss<T>::Options o;
+    common(o);
+    o.s = T(c.s);
+    o.max_m = T(c.max_m);
+    return lmf::LDAMLoss<T>(counts, o);
+  }
+  if (c.kind == "lmf") {
+    typename lmf::LMFLoss<T>::Options o;
+    common(o);
+    o.s = T(c.s);
+    o.max_m = T(c.max_m);
+    o.gamma = T(c.gamma);
+    o.ldam_weight = T(c.ldam_weight);
+    o.focal_weight = T(c.focal_weight);
+    return lmf::LMFLoss<T>(counts, o);
+  }
+  if (c.kind == "lmf_seed") return lmf::LMFLoss<T>::seed_code(counts, w, c.ignore_index);
+  if (c.kind == "lmf_official") return lmf::LMFLoss<T>::official_code(counts, c.ignore_index);
+  throw std::runtime_error("golden: unknown loss kind " + c.kind);
+}
+
+/// Path of the golden file: $LMF_GOLDEN if set, else the committed one.
+inline std::string golden_path() {
+  if (const char* p = std::getenv("LMF_GOLDEN")) return p;
+  return LMF_TEST_DATA_DIR "/golden.txt";
+}
+
+}  // namespace lmf_test
