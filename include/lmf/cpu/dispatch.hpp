@@ -6,8 +6,8 @@
 //   denominator;  3. when any output buffer is given: every logit of a counted row is finite and
 //   small enough that s * (a x - m) + b cannot overflow;  4. batch-mean focal terms (seed-code
 //   preset): a value-only pass for their mean cross entropy;  5. the fused pass.
-// A value-only call skips step 3 and detects non-finite logits from the result instead (a NaN
-// or inf logit always makes the value non-finite), then locates the culprit for the message.
+// A value-only call skips step 3: the kernel flags rows with bad logits as it reads them (one
+// compare per logit), and the dispatcher then locates the culprit for the message.
 #pragma once
 
 #include <lmf/cpu/scalar.hpp>
@@ -101,15 +101,18 @@ Status check_logits(const LossSpec<T>& spec, const T* x, const Layout& lx, const
 }
 
 /// Runs the kernel over rows in fixed blocks; sums[t] receives the per-term totals.
+/// Returns false if some counted row holds a logit beyond k.limit.
 template <class T, class L>
-void run_blocks(const KernelArgs<T, L>& k, std::array<Accum, kMaxTerms>& sums) {
+bool run_blocks(const KernelArgs<T, L>& k, std::array<Accum, kMaxTerms>& sums) {
   sums.fill(0);
+  bool ok = true;
   const Index rows = k.lx.rows();
   for (Index begin = 0; begin < rows; begin += kBlockRows) {
     std::array<Accum, kMaxTerms> block{};
-    scalar_rows(k, begin, std::min(rows, begin + kBlockRows), block.data());
+    ok &= scalar_rows(k, begin, std::min(rows, begin + kBlockRows), block.data());
     for (int t = 0; t < k.n_terms; ++t) sums[t] += block[t];
   }
+  return ok;
 }
 
 /// Evaluates `spec` on a batch with `reduction` (which overrides spec.reduction, so that per-row
@@ -180,6 +183,7 @@ Status evaluate(const LossSpec<T>& spec, Reduction reduction, const T* x, const 
   k.terms = params.data();
   k.term_weights = weights.data();
   k.n_terms = n_terms;
+  k.limit = limit;
 
   std::array<Accum, kMaxTerms> sums{};
   // 4. batch-mean focal terms need their mean cross entropy before any gradient is written
@@ -200,7 +204,11 @@ Status evaluate(const LossSpec<T>& spec, Reduction reduction, const T* x, const 
   k.lg = out.lg;
   k.row_values = out.row_values;
   k.row_values_stride = out.row_values_stride;
-  run_blocks(k, sums);
+  const bool logits_ok = run_blocks(k, sums);
+  if (!logits_ok) {  // only reachable without outputs: writing paths checked in step 3
+    Status s = check_logits(spec, x, lx, labels, label_stride, limit);
+    return s ? Status::error(message("non-finite logits")) : s;
+  }
 
   Accum total = 0;
   for (int t = 0; t < n_terms; ++t) {
@@ -209,9 +217,6 @@ Status evaluate(const LossSpec<T>& spec, Reduction reduction, const T* x, const 
     if (params[t].batch_focus)
       term_value = static_cast<Accum>(math::focus(static_cast<T>(term_value), spec.terms[t].gamma).value);
     total += Accum(weights[t]) * term_value;
-  }
-  if (!writes && !std::isfinite(total)) {
-    if (Status s = check_logits(spec, x, lx, labels, label_stride, limit); !s) return s;
   }
   value = static_cast<T>(total);
   return {};

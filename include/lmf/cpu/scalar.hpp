@@ -41,6 +41,7 @@ struct KernelArgs {
   const TermParams<T>* terms = nullptr;
   const T* term_weights = nullptr;  ///< weight_t, for row_values
   int n_terms = 0;
+  T limit = T(0);  ///< largest |x| the kernel accepts (see dispatch.hpp: logit_limit)
 };
 
 /// Accumulator type of the reductions: double for float and double inputs.
@@ -51,8 +52,11 @@ constexpr int kMaxTerms = 4;
 
 /// Evaluates rows [begin, end) (row i = n * inner + d) with the scalar kernel. Adds, per term,
 /// sum_i w_y * phi(l_i) (or w_y * l_i for batch_focus terms) to sums[t], in row order.
+/// Returns false if a counted row has a logit that is not finite or beyond k.limit (the
+/// dispatcher then locates it; paths that write have checked every logit beforehand).
 template <class T, class L>
-void scalar_rows(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums) {
+bool scalar_rows(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums) {
+  bool ok = true;
   const Layout& lx = k.lx;
   const Index C = lx.classes;
   for (Index i = begin; i < end; ++i) {
@@ -68,6 +72,7 @@ void scalar_rows(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums)
       continue;
     }
     const Index y = static_cast<Index>(label);
+    for (Index c = 0; c < C; ++c) ok &= std::abs(x[c * lx.class_stride]) <= k.limit;
     T row_value = T(0);
     for (int t = 0; t < k.n_terms; ++t) {
       const TermParams<T>& p = k.terms[t];
@@ -118,6 +123,7 @@ void scalar_rows(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums)
     }
     if (k.row_values) k.row_values[i * k.row_values_stride] = row_value;
   }
+  return ok;
 }
 
 }  // namespace detail

@@ -1,0 +1,119 @@
+// mlp.hpp — the model of the example: a 784-256-10 ReLU MLP with hand-written backprop and
+// SGD with momentum, in Eigen (float, one sample per row). Also a small seeded RNG.
+#pragma once
+
+#include <Eigen/Core>
+
+#include <cmath>
+#include <cstdint>
+#include <numeric>
+#include <random>
+#include <vector>
+
+namespace fashion {
+
+using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+/// A seeded random source whose streams are identical with every standard library
+/// (std::normal_distribution and std::shuffle are implementation-defined; mt19937_64 is not).
+class Rng {
+ public:
+  explicit Rng(std::uint64_t seed) : engine_(seed) {}
+
+  /// Uniform in [0, 1).
+  double uniform() { return double(engine_() >> 11) * 0x1.0p-53; }
+
+  /// Standard normal (Box-Muller).
+  double normal() {
+    const double u1 = 1.0 - uniform(), u2 = uniform();  // u1 in (0, 1]: log(u1) is finite
+    return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+  }
+
+  /// Fisher-Yates shuffle. The modulo bias of a 64-bit draw over < 2^32 items is negligible.
+  template <class V>
+  void shuffle(V& v) {
+    for (std::size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[engine_() % i]);
+  }
+
+ private:
+  std::mt19937_64 engine_;
+};
+
+/// x -> relu(x W1 + b1) W2 + b2. Weights are stored input-major (W1 is inputs x hidden) so a
+/// row-major batch times a weight is the layer.
+class MLP {
+ public:
+  MLP(int inputs, int hidden, int classes, Rng& rng)
+      : W1_(inputs, hidden), b1_(Eigen::RowVectorXf::Zero(hidden)), W2_(hidden, classes),
+        b2_(Eigen::RowVectorXf::Zero(classes)) {
+    he_init(W1_, rng);
+    he_init(W2_, rng);
+  }
+
+  int inputs() const { return int(W1_.rows()); }
+  int classes() const { return int(W2_.cols()); }
+
+  /// Forward pass of a batch X (N x inputs): keeps the hidden activations for backward().
+  const RowMatrix& forward(const RowMatrix& X) {
+    H_.noalias() = X * W1_;
+    H_.rowwise() += b1_;
+    H_ = H_.cwiseMax(0.0f);
+    logits_.noalias() = H_ * W2_;
+    logits_.rowwise() += b2_;
+    return logits_;
+  }
+
+  /// Logits of X without keeping anything (evaluation).
+  RowMatrix predict(const RowMatrix& X) const {
+    RowMatrix H = X * W1_;
+    H.rowwise() += b1_;
+    RowMatrix logits = H.cwiseMax(0.0f) * W2_;
+    logits.rowwise() += b2_;
+    return logits;
+  }
+
+  /// Backward pass of the last forward(X): G = dL/dlogits (N x classes) -> parameter gradients.
+  void backward(const RowMatrix& X, const RowMatrix& G) {
+    gW2_.noalias() = H_.transpose() * G;
+    gb2_ = G.colwise().sum();
+    dH_.noalias() = G * W2_.transpose();
+    dH_ = (H_.array() > 0.0f).select(dH_, 0.0f);  // ReLU': 1 where the unit was active
+    gW1_.noalias() = X.transpose() * dH_;
+    gb1_ = dH_.colwise().sum();
+  }
+
+  /// SGD with momentum (PyTorch's form: v = mu v + g + wd w; w -= lr v). Weight decay applies
+  /// to the weights, not the biases.
+  void sgd_step(float lr, float momentum, float weight_decay) {
+    step(W1_, gW1_, vW1_, lr, momentum, weight_decay);
+    step(b1_, gb1_, vb1_, lr, momentum, 0.0f);
+    step(W2_, gW2_, vW2_, lr, momentum, weight_decay);
+    step(b2_, gb2_, vb2_, lr, momentum, 0.0f);
+  }
+
+ private:
+  /// He (Kaiming) normal initialization for ReLU layers: N(0, 2 / fan_in).
+  static void he_init(RowMatrix& W, Rng& rng) {
+    const double stddev = std::sqrt(2.0 / double(W.rows()));
+    for (Eigen::Index i = 0; i < W.size(); ++i) W.data()[i] = float(stddev * rng.normal());
+  }
+
+  template <class P>
+  static void step(P& param, const P& grad, P& velocity, float lr, float momentum, float weight_decay) {
+    if (velocity.size() == 0) velocity = P::Zero(param.rows(), param.cols());
+    velocity = momentum * velocity + grad + weight_decay * param;
+    param -= lr * velocity;
+  }
+
+  RowMatrix W1_;
+  Eigen::RowVectorXf b1_;
+  RowMatrix W2_;
+  Eigen::RowVectorXf b2_;
+  // Activations of the last forward pass, and scratch for backward.
+  RowMatrix H_, logits_, dH_;
+  // Gradients and momentum buffers.
+  RowMatrix gW1_, gW2_, vW1_, vW2_;
+  Eigen::RowVectorXf gb1_, gb2_, vb1_, vb2_;
+};
+
+}  // namespace fashion

@@ -1,0 +1,201 @@
+// Bad input: an lmf::Error (a std::invalid_argument) whose message names the problem, thrown
+// before anything is written — the caller's gradient and per-row buffers stay bitwise intact.
+#include "support.hpp"
+
+#include <cstring>
+#include <limits>
+
+using namespace lmf_test;
+
+namespace {
+
+/// Runs `call(grad, values)` on sentinel-filled buffers; requires an lmf::Error containing
+/// `expected` and both buffers bitwise unchanged.
+template <class T, class F>
+void require_error_untouched(Index n, Index c, const std::string& expected, F&& call) {
+  Mat<T> grad = Mat<T>::Constant(n, c, T(-777.25));
+  Vec<T> values = Vec<T>::Constant(n, T(31.5));
+  const Mat<T> grad0 = grad;
+  const Vec<T> values0 = values;
+  bool thrown = false;
+  try {
+    call(grad, values);
+  } catch (const lmf::Error& e) {
+    thrown = true;
+    const std::invalid_argument& base = e;  // lmf::Error is a std::invalid_argument
+    INFO("message: " << base.what());
+    REQUIRE(std::string(e.what()).find(expected) != std::string::npos);
+  }
+  REQUIRE(thrown);
+  REQUIRE(std::memcmp(grad.data(), grad0.data(), sizeof(T) * std::size_t(grad.size())) == 0);
+  REQUIRE(std::memcmp(values.data(), values0.data(), sizeof(T) * std::size_t(values.size())) == 0);
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("invalid batches are rejected before anything is written", "[errors]", float, double) {
+  using T = TestType;
+  const Index n = 40, c = 5;
+  const Eigen::VectorXi counts = long_tail_counts(c);
+  const lmf::LMFLoss<T> loss(counts);
+  Mat<T> x = random_logits<T>(n, c);
+  Labels y = random_labels(n, c);
+
+  auto both = [&](const Mat<T>& xx, const Labels& yy) {
+    return [&, xx, yy](Mat<T>& g, Vec<T>& v) {
+      loss.per_row_and_gradient(xx, yy, v, g);
+    };
+  };
+  auto fused = [&](const Mat<T>& xx, const Labels& yy) {
+    return [&, xx, yy](Mat<T>& g, Vec<T>&) { loss.value_and_gradient(xx, yy, g); };
+  };
+
+  SECTION("a label >= C, at the last row (after rows that would have been written)") {
+    y(n - 1) = 5;
+    require_error_untouched<T>(n, c, "label 5 at row 39 is outside [0, 5)", fused(x, y));
+    require_error_untouched<T>(n, c, "label 5 at row 39 is outside [0, 5)", both(x, y));
+    REQUIRE_THROWS_AS(loss.value(x, y), lmf::Error);
+  }
+  SECTION("a negative label other than ignore_index") {
+    y(17) = -1;
+    require_error_untouched<T>(n, c, "label -1 at row 17 is outside [0, 5)", fused(x, y));
+  }
+  SECTION("the wrong number of labels") {
+    Labels short_y = y.head(n - 1);
+    require_error_untouched<T>(n, c, "labels have 39x1 entries but logits have 40 rows", fused(x, short_y));
+  }
+  SECTION("logits with another number of classes than the loss") {
+    Mat<T> x6 = random_logits<T>(n, 6);
+    Mat<T> g6 = Mat<T>::Constant(n, 6, T(3));
+    REQUIRE_THROWS_WITH(loss.value_and_gradient(x6, y, g6), Catch::Contains("logits have 6 classes but the loss has 5"));
+    REQUIRE((g6.array() == T(3)).all());
+  }
+  SECTION("a gradient of the wrong shape") {
+    Mat<T> g = Mat<T>::Constant(n, c + 1, T(3));
+    REQUIRE_THROWS_WITH(loss.value_and_gradient(x, y, g), Catch::Contains("gradient is 40x6"));
+    REQUIRE((g.array() == T(3)).all());
+  }
+  SECTION("NaN, +inf and -inf logits, at the last counted row") {
+    for (T bad : {std::numeric_limits<T>::quiet_NaN(), std::numeric_limits<T>::infinity(),
+                  -std::numeric_limits<T>::infinity()}) {
+      Mat<T> xb = x;
+      xb(n - 1, 3) = bad;
+      require_error_untouched<T>(n, c, "logit at row 39, class 3 is", fused(xb, y));
+      require_error_untouched<T>(n, c, "logit at row 39, class 3 is", both(xb, y));
+      // value-only: detected from the non-finite result, same message
+      REQUIRE_THROWS_WITH(loss.value(xb, y), Catch::Contains("logit at row 39, class 3 is"));
+    }
+  }
+  SECTION("logits so large that s * x overflows") {
+    Mat<T> xb = x;
+    xb(2, 1) = std::numeric_limits<T>::max() / T(4);
+    require_error_untouched<T>(n, c, "at row 2, class 1 is too large", fused(xb, y));
+  }
+  SECTION("a NaN logit in an ignored row is never read") {
+    Mat<T> xb = x;
+    Labels yb = y;
+    xb(5, 0) = std::numeric_limits<T>::quiet_NaN();
+    yb(5) = -100;
+    Mat<T> g(n, c);
+    REQUIRE(std::isfinite(loss.value_and_gradient(xb, yb, g)));
+    REQUIRE(g.row(5).isZero());
+  }
+  SECTION("raw entry point: null pointers") {
+    Mat<T> g(n, c);
+    T out = 0;
+    REQUIRE_FALSE(loss.try_value_and_gradient(x.data(), lmf::Layout::col_major(n, c), y.data(), static_cast<T*>(nullptr), out));
+    REQUIRE_THROWS_WITH(loss.value(static_cast<const T*>(nullptr), lmf::Layout::col_major(n, c), y.data()),
+                        Catch::Contains("null"));
+  }
+}
+
+TEMPLATE_TEST_CASE("invalid options are rejected at construction", "[errors]", float, double) {
+  using T = TestType;
+  Eigen::VectorXi counts(3);
+  counts << 100, 10, 1;
+  SECTION("counts <= 0 or empty") {
+    Eigen::VectorXi bad = counts;
+    bad(2) = 0;
+    REQUIRE_THROWS_WITH(lmf::LMFLoss<T>(bad), Catch::Contains("class 2 has count 0"));
+    REQUIRE_THROWS_WITH(lmf::LDAMLoss<T>(bad), Catch::Contains("class 2 has count 0"));
+    REQUIRE_THROWS_WITH(lmf::LMFLoss<T>(Eigen::VectorXi()), Catch::Contains("class counts are empty"));
+    REQUIRE_THROWS_AS(lmf::LMFLoss<T>::official_code(bad), std::invalid_argument);
+    REQUIRE_THROWS_AS(lmf::LMFLoss<T>::seed_code(bad), std::invalid_argument);
+  }
+  SECTION("max_m < 0") {
+    typename lmf::LMFLoss<T>::Options o;
+    o.max_m = T(-0.5);
+    REQUIRE_THROWS_WITH(lmf::LMFLoss<T>(counts, o), Catch::Contains("max_m is -0.5"));
+  }
+  SECTION("gamma < 0 or not finite") {
+    typename lmf::FocalLoss<T>::Options f;
+    f.gamma = T(-1);
+    REQUIRE_THROWS_WITH(lmf::FocalLoss<T>(f), Catch::Contains("gamma is -1"));
+    typename lmf::LMFLoss<T>::Options o;
+    o.gamma = std::numeric_limits<T>::quiet_NaN();
+    REQUIRE_THROWS_WITH(lmf::LMFLoss<T>(counts, o), Catch::Contains("gamma is nan"));
+  }
+  SECTION("s <= 0") {
+    typename lmf::LDAMLoss<T>::Options o;
+    o.s = T(0);
+    REQUIRE_THROWS_WITH(lmf::LDAMLoss<T>(counts, o), Catch::Contains("s is 0"));
+    typename lmf::LMFLoss<T>::Options l;
+    l.s = T(-30);
+    REQUIRE_THROWS_WITH(lmf::LMFLoss<T>(counts, l), Catch::Contains("s is -30"));
+  }
+  SECTION("class weights negative, non-finite or of the wrong length") {
+    typename lmf::LMFLoss<T>::Options o;
+    o.class_weights = Vec<T>::Ones(3);
+    o.class_weights(1) = T(-2);
+    REQUIRE_THROWS_WITH(lmf::LMFLoss<T>(counts, o), Catch::Contains("class weight of class 1 is -2"));
+    o.class_weights(1) = std::numeric_limits<T>::infinity();
+    REQUIRE_THROWS_WITH(lmf::LMFLoss<T>(counts, o), Catch::Contains("class weight of class 1 is inf"));
+    o.class_weights = Vec<T>::Ones(4);
+    REQUIRE_THROWS_WITH(lmf::LMFLoss<T>(counts, o), Catch::Contains("class weight has 4 entries but the loss has 3 classes"));
+    lmf::LMFLoss<T> loss(counts);
+    REQUIRE_THROWS_WITH(loss.set_class_weights(Vec<T>::Ones(2)), Catch::Contains("has 2 entries"));
+    REQUIRE(loss.spec().terms[0].w.size() == 0);  // unchanged after the failed set
+    typename lmf::CrossEntropyLoss<T>::Options ce;
+    ce.class_weights = Vec<T>::Constant(2, std::numeric_limits<T>::quiet_NaN());
+    REQUIRE_THROWS_WITH(lmf::CrossEntropyLoss<T>(ce), Catch::Contains("class weight of class 0 is nan"));
+  }
+  SECTION("an unknown reduction") {
+    REQUIRE_THROWS_WITH(lmf::parse_reduction("average"), Catch::Contains("unknown reduction 'average'"));
+    typename lmf::FocalLoss<T>::Options o;
+    o.reduction = static_cast<lmf::Reduction>(7);
+    REQUIRE_THROWS_WITH(lmf::FocalLoss<T>(o), Catch::Contains("unknown reduction"));
+  }
+  SECTION("reduction none asks for the per-row form; the seed preset has no per-row form") {
+    typename lmf::FocalLoss<T>::Options o;
+    o.reduction = lmf::Reduction::none;
+    const lmf::FocalLoss<T> none(o);
+    Mat<T> x = random_logits<T>(4, 3);
+    Labels y = random_labels(4, 3);
+    REQUIRE_THROWS_WITH(none.value(x, y), Catch::Contains("call per_row"));
+    const auto seed = lmf::LMFLoss<T>::seed_code(counts);
+    Vec<T> v(4);
+    REQUIRE_THROWS_WITH(seed.per_row(x, y, v), Catch::Contains("batch mean"));
+  }
+}
+
+TEMPLATE_TEST_CASE("mean over zero counted rows is 0 with a zero gradient", "[errors][reduction]", float, double) {
+  using T = TestType;
+  Eigen::VectorXi counts(3);
+  counts << 100, 10, 1;
+  for (const lmf::Loss<T>& loss : {lmf::Loss<T>(lmf::LMFLoss<T>(counts)), lmf::Loss<T>(lmf::LMFLoss<T>::official_code(counts)),
+                                   lmf::Loss<T>(lmf::LMFLoss<T>::seed_code(counts)), lmf::Loss<T>(lmf::CrossEntropyLoss<T>())}) {
+    SECTION("empty batch") {
+      Mat<T> x(0, 3), g(0, 3);
+      Labels y(0);
+      REQUIRE(loss.value(x, y) == T(0));
+      REQUIRE(loss.value_and_gradient(x, y, g) == T(0));
+    }
+    SECTION("every row ignored") {
+      Mat<T> x = random_logits<T>(6, 3);
+      Labels y = Labels::Constant(6, -100);
+      Mat<T> g = Mat<T>::Constant(6, 3, T(9));
+      REQUIRE(loss.value_and_gradient(x, y, g) == T(0));
+      REQUIRE(g.isZero());
+    }
+  }
+}
