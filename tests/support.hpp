@@ -34,7 +34,7 @@ constexpr double parity_tol() {
 /// Normwise relative error max|a - b| / max(max|b|, floor). Magnitudes under `floor` count as
 /// `floor`: PyTorch's own log_softmax loses relative accuracy on tiny values (a confident row's
 /// 1 - p_t), so tiny references are compared to an absolute error of tol * floor.
-template <class A, class B>
+template <class A, class B, class = std::enable_if_t<!std::is_arithmetic<A>::value>>
 double rel_error(const A& a, const B& b, double floor = 1e-3) {
   const Eigen::ArrayXd da = a.template cast<double>().reshaped().array();
   const Eigen::ArrayXd db = b.template cast<double>().reshaped().array();
@@ -43,7 +43,7 @@ double rel_error(const A& a, const B& b, double floor = 1e-3) {
   const double num = (da - db).abs().maxCoeff();
   return num / std::max(db.abs().maxCoeff(), floor);
 }
-inline double rel_error(double a, double b, double floor = 1e-3) {
+inline double rel_error(double a, double b, double floor = 1e-3) {  // scalars
   return std::abs(a - b) / std::max(std::abs(b), floor);
 }
 

@@ -83,7 +83,7 @@ inline ImageMatrix read_idx_images(const std::string& path) {
   const std::size_t pixels = std::size_t(rows) * cols;
   std::vector<unsigned char> raw(std::size_t(n) * pixels);
   f.read(raw.data(), raw.size());
-  ImageMatrix images(Eigen::Index(n), Eigen::Index(pixels));
+  ImageMatrix images(static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(pixels));
   for (std::size_t i = 0; i < raw.size(); ++i) images.data()[i] = float(raw[i]) / 255.0f;
   return images;
 }
@@ -95,7 +95,7 @@ inline Eigen::VectorXi read_idx_labels(const std::string& path) {
   const std::uint32_t n = f.read_u32();
   std::vector<unsigned char> raw(n);
   f.read(raw.data(), raw.size());
-  Eigen::VectorXi labels(Eigen::Index{n});
+  Eigen::VectorXi labels(static_cast<Eigen::Index>(n));
   for (std::size_t i = 0; i < raw.size(); ++i) labels(Eigen::Index(i)) = raw[i];
   return labels;
 }

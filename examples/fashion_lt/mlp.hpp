@@ -6,9 +6,8 @@
 
 #include <cmath>
 #include <cstdint>
-#include <numeric>
+#include <utility>
 #include <random>
-#include <vector>
 
 namespace fashion {
 
