@@ -38,10 +38,11 @@ class GzFile {
       const unsigned chunk = static_cast<unsigned>(std::min<std::size_t>(size, std::size_t(1) << 30));
       const int got = gzread(file_, out, chunk);
       if (got <= 0) {
-        int code = 0;
-        const char* why = gzerror(file_, &code);
-        throw std::runtime_error(path_ + ": truncated or corrupt (" +
-                                 (code != Z_OK && why ? std::string(why) : "unexpected end of file") + ")");
+        int code = Z_OK;
+        const char* why = gzerror(file_, &code);  // zlib's message starts with the path
+        if (code == Z_OK || code == Z_BUF_ERROR || why == nullptr)
+          throw std::runtime_error(path_ + ": truncated (unexpected end of file)");
+        throw std::runtime_error(why);
       }
       out += got;
       size -= static_cast<std::size_t>(got);

@@ -81,6 +81,19 @@ class MLP {
     gb1_ = dH_.colwise().sum();
   }
 
+  /// Adam (Kingma & Ba 2015) with decoupled weight decay (AdamW) on the weights. Its step does not
+  /// depend on the scale of the gradient, so one learning rate suits losses whose gradients
+  /// differ by a constant factor (LDAM's logit scale s = 30 multiplies them by up to 30).
+  void adam_step(float lr, float weight_decay, float beta1 = 0.9f, float beta2 = 0.999f, float eps = 1e-8f) {
+    ++adam_t_;
+    const float c1 = 1.0f / (1.0f - std::pow(beta1, float(adam_t_)));
+    const float c2 = 1.0f / (1.0f - std::pow(beta2, float(adam_t_)));
+    adam(W1_, gW1_, vW1_, sW1_, lr, weight_decay, beta1, beta2, eps, c1, c2);
+    adam(b1_, gb1_, vb1_, sb1_, lr, 0.0f, beta1, beta2, eps, c1, c2);
+    adam(W2_, gW2_, vW2_, sW2_, lr, weight_decay, beta1, beta2, eps, c1, c2);
+    adam(b2_, gb2_, vb2_, sb2_, lr, 0.0f, beta1, beta2, eps, c1, c2);
+  }
+
   /// SGD with momentum (PyTorch's form: v = mu v + g + wd w; w -= lr v). Weight decay applies
   /// to the weights, not the biases.
   void sgd_step(float lr, float momentum, float weight_decay) {
@@ -104,6 +117,16 @@ class MLP {
     param -= lr * velocity;
   }
 
+  template <class P>
+  static void adam(P& param, const P& grad, P& m, P& v, float lr, float weight_decay, float beta1, float beta2,
+                   float eps, float c1, float c2) {
+    if (m.size() == 0) m = P::Zero(param.rows(), param.cols());
+    if (v.size() == 0) v = P::Zero(param.rows(), param.cols());
+    m = beta1 * m + (1 - beta1) * grad;
+    v = beta2 * v + (1 - beta2) * grad.cwiseProduct(grad);
+    param -= lr * (weight_decay * param.array() + (c1 * m.array()) / ((c2 * v.array()).sqrt() + eps)).matrix();
+  }
+
   RowMatrix W1_;
   Eigen::RowVectorXf b1_;
   RowMatrix W2_;
@@ -111,8 +134,9 @@ class MLP {
   // Activations of the last forward pass, and scratch for backward.
   RowMatrix H_, logits_, dH_;
   // Gradients and momentum buffers.
-  RowMatrix gW1_, gW2_, vW1_, vW2_;
-  Eigen::RowVectorXf gb1_, gb2_, vb1_, vb2_;
+  RowMatrix gW1_, gW2_, vW1_, vW2_, sW1_, sW2_;
+  Eigen::RowVectorXf gb1_, gb2_, vb1_, vb2_, sb1_, sb2_;
+  long adam_t_ = 0;
 };
 
 }  // namespace fashion

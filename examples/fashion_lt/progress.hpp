@@ -18,6 +18,12 @@ namespace fashion {
 class ProgressBar {
  public:
   ProgressBar() : interactive_(FASHION_ISATTY(2) != 0) {}
+  /// Ends a bar left unfinished (an exception during training), so that messages start on a new line.
+  ~ProgressBar() {
+    if (last_length_ > 0) std::fputc('\n', stderr);
+  }
+  ProgressBar(const ProgressBar&) = delete;
+  ProgressBar& operator=(const ProgressBar&) = delete;
 
   /// Redraws the line: "<label>  epoch e/E  [#####-----]  loss x" (done of total steps in the epoch).
   void update(const std::string& label, int epoch, int epochs, long done, long total, double running_loss) {

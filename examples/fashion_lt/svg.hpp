@@ -139,9 +139,9 @@ inline void write_chart_svg(const std::string& path, const ChartData& d) {
       os << "<polyline fill=\"none\" stroke=\"" << detail::color(std::size_t(l)) << "\" stroke-width=\"2\" points=\"";
       os.precision(2);
       for (Eigen::Index e = 0; e < E; ++e) os << px(e) << "," << py(norm(l, e)) << " ";
-      os.precision(1);
       os << "\"><title>" << detail::xml_escape(d.loss_names[std::size_t(l)]) << ": epoch-1 loss "
          << d.loss_curves(l, 0) << "</title></polyline>\n";
+      os.precision(1);
     }
     text(os, (x0 + x1) / 2, bottom + 34, "epoch", 12, "middle");
     text(os, x0 - 40, bottom + 58,

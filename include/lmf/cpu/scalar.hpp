@@ -77,26 +77,26 @@ bool scalar_rows(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums)
     for (int t = 0; t < k.n_terms; ++t) {
       const TermParams<T>& p = k.terms[t];
       const T my = p.m ? p.m[y] : T(0);
-      auto z = [&](Index c) {
-        return math::adjusted_logit(x[c * lx.class_stride], p.s, p.a ? p.a[c] : T(1),
-                                    c == y ? my : T(0), p.b ? p.b[c] : T(0));
-      };
-      T zmax = z(0);
+      auto ax = [&](Index c) { return (p.a ? p.a[c] : T(1)) * x[c * lx.class_stride]; };
+      auto margin = [&](Index c) { return c == y ? my : T(0); };
+      auto offset = [&](Index c) { return p.b ? p.b[c] : T(0); };
+      // the maximal class `top` (k in math/row.hpp) of z_c = s * (a_c x_c - margin_c) + b_c
+      Index top = 0;
+      T zmax = p.s * (ax(0) - margin(0)) + offset(0);
       for (Index c = 1; c < C; ++c) {
-        const T zc = z(c);
-        zmax = zc > zmax ? zc : zmax;
+        const T zc = p.s * (ax(c) - margin(c)) + offset(c);
+        if (zc > zmax) zmax = zc, top = c;
       }
-      // rest = sum_c exp(z_c - zmax) - 1 without forming the 1 (see math::cross_entropy_from):
-      // the entries below zmax, plus 1 for each tie at zmax beyond the first
+      const T ax_k = ax(top), m_k = margin(top), b_k = offset(top);
+      auto e = [&](Index c) {  // exp(z_c - z_top), exactly 1 for top
+        return c == top ? T(1)
+                      : std::exp(math::adjusted_difference(ax(c), ax_k, margin(c), m_k, offset(c), b_k, p.s));
+      };
       T rest = T(0);
-      Index ties = 0;
-      for (Index c = 0; c < C; ++c) {
-        const T zc = z(c);
-        if (zc < zmax) rest += std::exp(zc - zmax);
-        else ++ties;
-      }
-      rest += static_cast<T>(ties - 1);
-      const T l = math::cross_entropy_from(zmax, z(y), rest);
+      for (Index c = 0; c < C; ++c)
+        if (c != top) rest += e(c);
+      const T dy = y == top ? T(0) : math::adjusted_difference(ax(y), ax_k, my, m_k, offset(y), b_k, p.s);
+      const T l = math::cross_entropy_from(dy, rest);
       const T wy = p.w ? p.w[y] : T(1);
       T value, derivative;
       if (p.batch_focus) {
@@ -113,9 +113,7 @@ bool scalar_rows(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums)
         const T coef = p.scale * wy * derivative * p.s;
         const T inv = T(1) / (T(1) + rest);
         for (Index c = 0; c < C; ++c) {
-          const T zc = z(c);
-          const T e = zc < zmax ? std::exp(zc - zmax) : T(1);
-          const T gc = coef * (p.a ? p.a[c] : T(1)) * math::softmax_minus_onehot(e, c == y, rest, inv);
+          const T gc = coef * (p.a ? p.a[c] : T(1)) * math::softmax_minus_onehot(e(c), c == y, rest, inv);
           T& out = g[c * k.lg.class_stride];
           out = t == 0 ? gc : out + gc;
         }

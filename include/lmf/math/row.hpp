@@ -46,20 +46,28 @@ LMF_HOST_DEVICE inline Focus<T> focus(T l, T gamma) {
   return {mod * l, mod * (T(1) + gamma * p * r)};
 }
 
-/// The cross entropy l = logsumexp(z) - z_y from the row maximum zmax, the target's adjusted
-/// logit zy and rest = sum_c exp(z_c - zmax) - 1 >= 0, the sum without one maximal entry
-/// (accumulate exp(z_c - zmax) over z_c < zmax, plus the number of ties at zmax minus 1).
-/// Both parts are >= 0, so l >= 0 exactly: no rounding can make it -0 or -1e-8; and log1p keeps
-/// full relative accuracy when the target dominates (l ~ rest << 1), where log(1 + rest) and
-/// PyTorch's log_softmax lose digits.
+/// z_c - z_k for the row's maximal class k, computed as a difference of the raw logits first:
+///     s * ((a_c x_c - a_k x_k) - (margin_c - margin_k)) + (b_c - b_k)
+/// Its rounding error is relative to |z_c - z_k|, not to |z_c| (which is s * |x|: up to 6e5 for
+/// s 64, |x| 1e4), so exp(z_c - z_k) keeps full relative accuracy in float at any logit size.
 template <class T>
-LMF_HOST_DEVICE inline T cross_entropy_from(T zmax, T zy, T rest) {
-  return (zmax - zy) + std::log1p(rest);
+LMF_HOST_DEVICE inline T adjusted_difference(T ax_c, T ax_k, T margin_c, T margin_k, T b_c, T b_k, T s) {
+  return s * ((ax_c - ax_k) - (margin_c - margin_k)) + (b_c - b_k);
 }
 
-/// softmax_c - [c == y] from e_c = exp(z_c - zmax) and inv = 1 / (1 + rest). For the target,
-/// ((e_y - 1) - rest) * inv is exact in the confident limit: with z_y = zmax it is -rest * inv,
-/// where softmax_y - 1 would cancel.
+/// The cross entropy l = logsumexp(z) - z_y from dy = z_y - z_k and rest = sum_{c != k}
+/// exp(z_c - z_k), k the maximal class: l = log1p(rest) - dy. log1p keeps full relative
+/// accuracy when the target dominates (l ~ rest << 1), where log(1 + rest) and PyTorch's
+/// log_softmax lose digits. The max with 0 removes the rounding that could make l -0 or -1e-8.
+template <class T>
+LMF_HOST_DEVICE inline T cross_entropy_from(T dy, T rest) {
+  const T l = std::log1p(rest) - dy;
+  return l > T(0) ? l : T(0);
+}
+
+/// softmax_c - [c == y] from e_c = exp(z_c - z_k) (exactly 1 for c = k) and inv = 1 / (1 + rest).
+/// For the target, ((e_y - 1) - rest) * inv is exact in the confident limit: with y = k it is
+/// -rest * inv, where softmax_y - 1 would cancel.
 template <class T>
 LMF_HOST_DEVICE inline T softmax_minus_onehot(T e, bool target, T rest, T inv) {
   return target ? ((e - T(1)) - rest) * inv : e * inv;
