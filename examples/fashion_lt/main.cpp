@@ -1,17 +1,21 @@
 // fashion_lt — the lmf losses on long-tailed Fashion-MNIST.
 //
 // Builds a long-tailed training set from Fashion-MNIST the way CIFAR-10-LT is built
-// (n_c = floor(6000 * rho^(-c/9)), class 0 the largest), trains the same MLP (784-256-10, ReLU)
-// with the same optimizer, schedule and seeds once per loss, and reports on the balanced
-// 10,000-image test set: accuracy, balanced accuracy, macro-F1 and tail recall (mean ± std over
-// seeds) as a Markdown table on stdout, per-class recall and training-loss curves as CSV, and
-// both as an SVG chart. Progress goes to stderr.
+// (n_c = floor(6000 * rho^(-c/9)): 6000 images of class 0 down to 60 of class 9 at rho 100),
+// trains the same MLP (784-256-10, ReLU) with the same optimizer, schedule and seeds once per
+// loss, and evaluates on the balanced 10,000-image test set. stdout: a Markdown table of
+// accuracy, balanced accuracy, macro-F1 and tail recall (mean ± std over seeds), and the share
+// of each training step spent in lmf's value_and_gradient. --out DIR: per-class recall and
+// training-loss curves as CSV, and both as an SVG chart. stderr: progress.
 //
-//   fashion_lt                           # defaults: rho 100, 3 seeds
+//   fashion_lt                                   # defaults: rho 100, 3 seeds, 12 epochs (~2 min)
 //   fashion_lt --rho 10 --seeds 5 --out results
 //
 // Data: the Debian package dataset-fashion-mnist (/usr/share/datasets/fashion-mnist), or any
 // directory holding the four original IDX .gz files (--data DIR).
+//
+// lmf's part is two calls per step: value_and_gradient (loss and dL/dlogits of a batch) and,
+// for LDAM-DRW, set_class_weights once per epoch; everything else here is the usual training loop.
 #include "idx.hpp"
 #include "metrics.hpp"
 #include "mlp.hpp"
@@ -47,7 +51,7 @@ constexpr int kHidden = 256;
 constexpr int kPerClassMax = 6000;  // Fashion-MNIST has 6000 training images per class
 const std::vector<std::string> kClassNames = {"T-shirt", "Trouser", "Pullover", "Dress", "Coat",
                                               "Sandal",  "Shirt",   "Sneaker",  "Bag",   "Boot"};
-// The tail: the three rarest classes (the long-tail profile makes class 9 the rarest).
+// The tail: the three rarest classes (n_c decreases with c for every rho > 1).
 const std::vector<int> kTailClasses = {7, 8, 9};
 
 /// Everything the command line sets.
@@ -166,6 +170,9 @@ struct LossSetup {
   bool deferred_reweighting = false;
 };
 
+/// Deferred re-weighting starts at 80% of the epochs (Cao et al.: epoch 160 of 200), 0-based.
+int drw_start_epoch(int epochs) { return (4 * epochs) / 5; }
+
 // The named losses add no data members to lmf::Loss<float>, so they are held by value as one.
 std::vector<LossSetup> loss_setups() {
   using Counts = const Eigen::VectorXi&;
@@ -199,6 +206,7 @@ struct RunResult {
   std::vector<double> epoch_loss;  ///< mean training loss of each epoch
   double loss_seconds = 0;         ///< time inside value_and_gradient
   double step_seconds = 0;         ///< time of whole training steps (batch, forward, loss, backward, update)
+  long steps = 0;                  ///< training steps (= loss calls)
 };
 
 /// Trains a fresh MLP with `setup`'s loss (model init and batch order from `seed`) and
@@ -209,7 +217,7 @@ RunResult train_and_evaluate(const LossSetup& setup, const Dataset& train, const
   fashion::Rng rng{static_cast<std::uint64_t>(seed)};
   fashion::MLP model(int(train.images.cols()), kHidden, kClasses, rng);
   lmf::Loss<float> loss = setup.make(counts);
-  const lmf::DeferredReweighting<float> drw(counts, (4 * s.epochs) / 5, 0.9999f);
+  const lmf::DeferredReweighting<float> drw(counts, drw_start_epoch(s.epochs), 0.9999f);
 
   const Eigen::Index n = train.labels.size();
   const long steps_per_epoch = long((n + s.batch - 1) / s.batch);
@@ -260,6 +268,7 @@ RunResult train_and_evaluate(const LossSetup& setup, const Dataset& train, const
       const auto step_end = Clock::now();
       result.loss_seconds += std::chrono::duration<double>(loss_end - loss_start).count();
       result.step_seconds += std::chrono::duration<double>(step_end - step_start).count();
+      ++result.steps;
 
       loss_sum += double(value) * double(rows);
       if (b % 8 == 7 || b + 1 == steps_per_epoch)
@@ -272,23 +281,59 @@ RunResult train_and_evaluate(const LossSetup& setup, const Dataset& train, const
   result.metrics = fashion::compute_metrics(fashion::confusion_matrix(model.predict(test.images), test.labels),
                                             kTailClasses);
   char done[256];
-  std::snprintf(done, sizeof done, "%s  %d epochs, final loss %.4f  test: acc %.1f%%, balanced %.1f%%, tail %.1f%%",
+  std::snprintf(done, sizeof done, "%s  %d epochs, last-epoch loss %.4f  test: acc %.1f%%, macro-F1 %.1f%%, tail %.1f%%",
                 padded, s.epochs, result.epoch_loss.back(), 100 * result.metrics.accuracy,
-                100 * result.metrics.balanced_accuracy, 100 * result.metrics.tail_recall);
+                100 * result.metrics.macro_f1, 100 * result.metrics.tail_recall);
   progress.finish(done);
   return result;
 }
 
 // ---- reporting -------------------------------------------------------------------------------
 
-/// Display width of a UTF-8 string (code points; enough for "±").
+/// One loss's results over all seeds.
+struct Summary {
+  std::string name;
+  fashion::MeanStd accuracy, balanced_accuracy, macro_f1, tail_recall;
+  Eigen::VectorXd recall;      ///< per class, mean over seeds
+  Eigen::VectorXd epoch_loss;  ///< per epoch, mean over seeds
+  double loss_seconds = 0;     ///< summed over seeds
+  double step_seconds = 0;     ///< summed over seeds
+  long steps = 0;              ///< summed over seeds
+};
+
+Summary summarize(const std::string& name, const std::vector<RunResult>& runs) {
+  Summary s;
+  s.name = name;
+  std::vector<double> acc, bal, f1, tail;
+  const double k = double(runs.size());
+  s.recall = Eigen::VectorXd::Zero(kClasses);
+  s.epoch_loss = Eigen::VectorXd::Zero(Eigen::Index(runs.front().epoch_loss.size()));
+  for (const RunResult& r : runs) {
+    acc.push_back(r.metrics.accuracy);
+    bal.push_back(r.metrics.balanced_accuracy);
+    f1.push_back(r.metrics.macro_f1);
+    tail.push_back(r.metrics.tail_recall);
+    s.recall += r.metrics.recall / k;
+    s.epoch_loss += Eigen::Map<const Eigen::VectorXd>(r.epoch_loss.data(), s.epoch_loss.size()) / k;
+    s.loss_seconds += r.loss_seconds;
+    s.step_seconds += r.step_seconds;
+    s.steps += r.steps;
+  }
+  s.accuracy = fashion::mean_std(acc);
+  s.balanced_accuracy = fashion::mean_std(bal);
+  s.macro_f1 = fashion::mean_std(f1);
+  s.tail_recall = fashion::mean_std(tail);
+  return s;
+}
+
+/// Display width of a UTF-8 string (code points; enough for "±" and "µ").
 std::size_t display_width(const std::string& s) {
   std::size_t w = 0;
   for (unsigned char ch : s) w += (ch & 0xC0) != 0x80;
   return w;
 }
 
-/// Prints a Markdown table with padded columns.
+/// Prints a Markdown table with padded columns: the first left-aligned, the others right-aligned.
 void print_markdown_table(std::ostream& os, const std::vector<std::string>& header,
                           const std::vector<std::vector<std::string>>& rows) {
   std::vector<std::size_t> width(header.size());
@@ -298,7 +343,7 @@ void print_markdown_table(std::ostream& os, const std::vector<std::string>& head
   }
   auto print_row = [&](const std::vector<std::string>& cells) {
     os << "|";
-    for (std::size_t j = 0; j < cells.size(); ++j) {  // first column left-aligned, the others right
+    for (std::size_t j = 0; j < cells.size(); ++j) {
       const std::string pad(width[j] - display_width(cells[j]), ' ');
       os << " " << (j == 0 ? cells[j] + pad : pad + cells[j]) << " |";
     }
@@ -312,13 +357,75 @@ void print_markdown_table(std::ostream& os, const std::vector<std::string>& head
   for (const auto& r : rows) print_row(r);
 }
 
-void write_file(const fs::path& path, const std::string& text) {
+std::string format(const char* fmt, double value) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, fmt, value);
+  return buf;
+}
+
+/// The Markdown report on stdout: the setup, the metrics table and the loss-call time share.
+void print_report(const Settings& s, Eigen::Index train_size, Eigen::Index test_size,
+                  const std::vector<Summary>& summaries) {
+  std::cout << "Long-tailed Fashion-MNIST (rho " << s.rho << ", " << train_size
+            << " training images; balanced test set of " << test_size << "), MLP 784-" << kHidden << "-10, "
+            << (s.optimizer == "adam" ? "Adam" : "SGD (momentum 0.9)") << ", lr " << s.lr
+            << " (warm-up + cosine), batch " << s.batch << ", " << s.epochs
+            << " epochs. Test metrics in %, mean ± std over seeds 1.." << s.seeds
+            << ". The test set is balanced, so accuracy equals balanced accuracy. Tail recall: classes 7, 8, 9, "
+               "the three rarest in training.\n\n";
+  std::vector<std::vector<std::string>> metrics, timing;
+  for (const Summary& r : summaries) {
+    using fashion::percent_cell;
+    metrics.push_back({r.name, percent_cell(r.accuracy), percent_cell(r.balanced_accuracy),
+                       percent_cell(r.macro_f1), percent_cell(r.tail_recall)});
+    timing.push_back({r.name, format("%.2f%%", 100 * r.loss_seconds / r.step_seconds),
+                      format("%.1f", 1e6 * r.loss_seconds / double(r.steps))});
+  }
+  print_markdown_table(std::cout, {"loss", "accuracy", "balanced accuracy", "macro-F1", "tail recall"}, metrics);
+  std::cout << "\nShare of training-step time (batch, forward, loss, backward, update) spent in the loss call "
+               "(lmf value_and_gradient):\n\n";
+  print_markdown_table(std::cout, {"loss", "loss call / step time", "µs per loss call"}, timing);
+}
+
+/// A CSV with one row per loss: "loss,<columns...>".
+void write_csv(const fs::path& path, const std::vector<std::string>& columns, const std::vector<Summary>& summaries,
+               Eigen::VectorXd Summary::*values, int precision) {
   std::ofstream f(path);
-  f << text;
+  f << "loss";
+  for (const std::string& c : columns) f << "," << c;
+  f << "\n";
+  f.setf(std::ios::fixed);
+  f.precision(precision);
+  for (const Summary& r : summaries) {
+    f << '"' << r.name << '"';
+    for (double v : r.*values) f << "," << v;
+    f << "\n";
+  }
   if (!f) throw std::runtime_error("cannot write " + path.string());
 }
 
+void write_chart(const fs::path& path, const Settings& s, const Eigen::VectorXi& counts,
+                 const std::vector<Summary>& summaries) {
+  fashion::ChartData chart;
+  std::ostringstream title;
+  title << "Long-tailed Fashion-MNIST (rho " << s.rho << "), MLP 784-" << kHidden << "-10, " << s.epochs
+        << " epochs, " << s.seeds << (s.seeds == 1 ? " seed" : " seeds");
+  chart.title = title.str();
+  chart.class_labels = kClassNames;
+  for (int c = 0; c < kClasses; ++c) chart.class_counts.push_back(counts(c));
+  chart.recall.resize(Eigen::Index(summaries.size()), kClasses);
+  chart.loss_curves.resize(Eigen::Index(summaries.size()), s.epochs);
+  for (std::size_t l = 0; l < summaries.size(); ++l) {
+    chart.loss_names.push_back(summaries[l].name);
+    chart.recall.row(Eigen::Index(l)) = summaries[l].recall.transpose();
+    chart.loss_curves.row(Eigen::Index(l)) = summaries[l].epoch_loss.transpose();
+  }
+  chart.reweighting_epoch = drw_start_epoch(s.epochs);
+  fashion::write_chart_svg(path.string(), chart);
+}
+
 int run(const Settings& s) {
+  // Data: the long-tailed training subset and the full test set, standardized.
   check_data_present(s.data_dir);
   const Dataset full_train = load_split(s.data_dir, kFiles[0], kFiles[1]);
   Dataset test = load_split(s.data_dir, kFiles[2], kFiles[3]);
@@ -329,105 +436,36 @@ int run(const Settings& s) {
             << ", per class: " << counts.transpose() << "), " << test.labels.size()
             << " test images (balanced)\n";
 
-  const std::vector<LossSetup> setups = loss_setups();
-  const std::size_t L = setups.size();
-  std::vector<std::vector<RunResult>> results(L);
-  fashion::ProgressBar progress;
+  // Every loss, every seed.
   const auto start = Clock::now();
-  for (std::size_t l = 0; l < L; ++l)
+  fashion::ProgressBar progress;
+  std::vector<Summary> summaries;
+  for (const LossSetup& setup : loss_setups()) {
+    std::vector<RunResult> runs;
     for (int seed = 1; seed <= s.seeds; ++seed)
-      results[l].push_back(train_and_evaluate(setups[l], train, test, counts, s, seed, progress));
+      runs.push_back(train_and_evaluate(setup, train, test, counts, s, seed, progress));
+    summaries.push_back(summarize(setup.name, runs));
+  }
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
 
-  // Summaries over seeds.
-  Eigen::MatrixXd recall(Eigen::Index(L), kClasses), curves(Eigen::Index(L), s.epochs);
-  std::vector<std::vector<std::string>> table, timing;
-  for (std::size_t l = 0; l < L; ++l) {
-    std::vector<double> acc, bal, f1, tail;
-    Eigen::VectorXd rec = Eigen::VectorXd::Zero(kClasses), curve = Eigen::VectorXd::Zero(s.epochs);
-    double loss_s = 0, step_s = 0;
-    for (const RunResult& r : results[l]) {
-      acc.push_back(r.metrics.accuracy);
-      bal.push_back(r.metrics.balanced_accuracy);
-      f1.push_back(r.metrics.macro_f1);
-      tail.push_back(r.metrics.tail_recall);
-      rec += r.metrics.recall / double(s.seeds);
-      for (int e = 0; e < s.epochs; ++e) curve(e) += r.epoch_loss[std::size_t(e)] / double(s.seeds);
-      loss_s += r.loss_seconds;
-      step_s += r.step_seconds;
-    }
-    recall.row(Eigen::Index(l)) = rec.transpose();
-    curves.row(Eigen::Index(l)) = curve.transpose();
-    using fashion::mean_std;
-    using fashion::percent_cell;
-    table.push_back({setups[l].name, percent_cell(mean_std(acc)), percent_cell(mean_std(bal)),
-                     percent_cell(mean_std(f1)), percent_cell(mean_std(tail))});
-    char share[32], per_step[32];
-    std::snprintf(share, sizeof share, "%.2f%%", 100 * loss_s / step_s);
-    std::snprintf(per_step, sizeof per_step, "%.1f",
-                  1e6 * loss_s / double(s.seeds * s.epochs * ((train.labels.size() + s.batch - 1) / s.batch)));
-    timing.push_back({setups[l].name, share, per_step});
-  }
-
-  // stdout: the results as Markdown.
-  std::cout << "Long-tailed Fashion-MNIST (rho " << s.rho << ", " << train.labels.size()
-            << " training images; balanced test set of " << test.labels.size() << "), MLP 784-" << kHidden
-            << "-10, " << (s.optimizer == "adam" ? "Adam" : "SGD (momentum 0.9)") << ", lr " << s.lr
-            << " (warm-up + cosine), batch " << s.batch << ", " << s.epochs
-            << " epochs. Test metrics in %, mean ± std over seeds 1.." << s.seeds
-            << ". The test set is balanced, so accuracy equals balanced accuracy. Tail recall: classes 7, 8, 9, the "
-               "three rarest in training.\n\n";
-  print_markdown_table(std::cout, {"loss", "accuracy", "balanced accuracy", "macro-F1", "tail recall"}, table);
-  std::cout << "\nShare of training-step time spent in the loss call (lmf value_and_gradient):\n\n";
-  print_markdown_table(std::cout, {"loss", "loss call / step time", "µs per loss call"}, timing);
-
-  // Files: per-class recall, training-loss curves, chart.
+  // Report.
+  print_report(s, train.labels.size(), test.labels.size(), summaries);
   fs::create_directories(s.out_dir);
-  std::ostringstream csv;
-  csv << "loss";
-  for (int c = 0; c < kClasses; ++c) csv << ",class_" << c;
-  csv << "\n";
-  csv.setf(std::ios::fixed);
-  csv.precision(4);
-  for (std::size_t l = 0; l < L; ++l) {
-    csv << '"' << setups[l].name << '"';
-    for (int c = 0; c < kClasses; ++c) csv << "," << recall(Eigen::Index(l), c);
-    csv << "\n";
-  }
+  std::vector<std::string> class_columns, epoch_columns;
+  for (int c = 0; c < kClasses; ++c) class_columns.push_back("class_" + std::to_string(c));
+  for (int e = 1; e <= s.epochs; ++e) epoch_columns.push_back("epoch_" + std::to_string(e));
   const fs::path recall_csv = fs::path(s.out_dir) / "per_class_recall.csv";
-  write_file(recall_csv, csv.str());
+  const fs::path loss_csv = fs::path(s.out_dir) / "training_loss.csv";
+  const fs::path svg = fs::path(s.out_dir) / "fashion_lt.svg";
+  write_csv(recall_csv, class_columns, summaries, &Summary::recall, 4);
+  write_csv(loss_csv, epoch_columns, summaries, &Summary::epoch_loss, 5);
+  write_chart(svg, s, counts, summaries);
 
-  std::ostringstream curve_csv;
-  curve_csv << "loss";
-  for (int e = 1; e <= s.epochs; ++e) curve_csv << ",epoch_" << e;
-  curve_csv << "\n";
-  curve_csv.setf(std::ios::fixed);
-  curve_csv.precision(5);
-  for (std::size_t l = 0; l < L; ++l) {
-    curve_csv << '"' << setups[l].name << '"';
-    for (int e = 0; e < s.epochs; ++e) curve_csv << "," << curves(Eigen::Index(l), e);
-    curve_csv << "\n";
-  }
-  const fs::path curve_path = fs::path(s.out_dir) / "training_loss.csv";
-  write_file(curve_path, curve_csv.str());
-
-  fashion::ChartData chart;
-  std::ostringstream title;
-  title << "Long-tailed Fashion-MNIST (rho " << s.rho << "), MLP 784-" << kHidden << "-10, " << s.epochs
-        << " epochs, " << s.seeds << (s.seeds == 1 ? " seed" : " seeds");
-  chart.title = title.str();
-  for (const LossSetup& setup : setups) chart.loss_names.push_back(setup.name);
-  chart.class_labels = kClassNames;
-  for (int c = 0; c < kClasses; ++c) chart.class_counts.push_back(counts(c));
-  chart.recall = recall;
-  chart.loss_curves = curves;
-  const fs::path svg_path = fs::path(s.out_dir) / "fashion_lt.svg";
-  fashion::write_chart_svg(svg_path.string(), chart);
-
-  std::cout << "\nper-class recall (mean over seeds): " << recall_csv.string() << "\n"
-            << "training loss per epoch:            " << curve_path.string() << "\n"
-            << "chart:                              " << svg_path.string() << "\n";
-  std::fprintf(stderr, "fashion_lt: %zu losses x %d seeds x %d epochs in %.1f s\n", L, s.seeds, s.epochs, seconds);
+  std::cout << "\nper-class test recall (mean over seeds): " << recall_csv.string() << "\n"
+            << "training loss per epoch (mean over seeds): " << loss_csv.string() << "\n"
+            << "chart: " << svg.string() << "\n";
+  std::fprintf(stderr, "fashion_lt: %zu losses x %d seeds x %d epochs in %.1f s\n", summaries.size(), s.seeds,
+               s.epochs, seconds);
   return 0;
 }
 

@@ -22,6 +22,7 @@ struct ChartData {
   std::vector<int> class_counts;          ///< training samples per class
   Eigen::MatrixXd recall;                 ///< losses x classes, fractions (mean over seeds)
   Eigen::MatrixXd loss_curves;            ///< losses x epochs, mean training loss (mean over seeds)
+  int reweighting_epoch = -1;             ///< 0-based epoch where DRW starts; -1: not marked
 };
 
 namespace detail {
@@ -82,7 +83,7 @@ inline void write_chart_svg(const std::string& path, const ChartData& d) {
   using detail::text;
   const std::size_t L = d.loss_names.size(), C = d.class_labels.size();
   const Eigen::Index E = d.loss_curves.cols();
-  const double width = 1160, height = 540;
+  const double width = 1180, height = 540;
 
   std::ostringstream os;
   os.setf(std::ios::fixed);
@@ -97,7 +98,7 @@ inline void write_chart_svg(const std::string& path, const ChartData& d) {
   for (std::size_t l = 0; l < L; ++l) {
     os << "<rect x=\"" << lx << "\" y=\"46\" width=\"14\" height=\"14\" fill=\"" << detail::color(l) << "\"/>\n";
     text(os, lx + 19, 58, d.loss_names[l], 12);
-    lx += 30 + 7.0 * double(d.loss_names[l].size());
+    lx += 36 + 7.5 * double(d.loss_names[l].size());  // ~7.5 px per character at 12 px
   }
 
   // Panel 1: per-class recall, one group of bars per class.
@@ -124,8 +125,10 @@ inline void write_chart_svg(const std::string& path, const ChartData& d) {
 
   // Panel 2: training-loss curves, each divided by its epoch-1 value.
   {
-    const double x0 = 790, x1 = 1130, top = 110, bottom = 450;
+    const double x0 = 800, x1 = 1150, top = 110, bottom = 450;
     text(os, x0 - 40, 92, "Training loss / epoch-1 value (mean over seeds)", 14, "start", " font-weight=\"bold\"");
+    text(os, x0 - 40, bottom + 58, "Each curve is divided by its own epoch-1 value:", 11, "start", " fill=\"#666\"");
+    text(os, x0 - 40, bottom + 72, "the losses have different scales.", 11, "start", " fill=\"#666\"");
     Eigen::MatrixXd norm = d.loss_curves;
     for (Eigen::Index l = 0; l < norm.rows(); ++l)
       if (norm(l, 0) != 0) norm.row(l) /= norm(l, 0);
@@ -133,8 +136,15 @@ inline void write_chart_svg(const std::string& path, const ChartData& d) {
     detail::y_grid(os, x0, x1, bottom, top, vmax, 5, "", 1);
     auto px = [&](Eigen::Index e) { return E > 1 ? x0 + (x1 - x0) * double(e) / double(E - 1) : (x0 + x1) / 2; };
     auto py = [&](double v) { return bottom - (bottom - top) * std::clamp(v / vmax, 0.0, 1.0); };
-    const Eigen::Index step = std::max<Eigen::Index>(1, (E + 9) / 10);  // at most ~10 x labels
-    for (Eigen::Index e = 0; e < E; e += step) text(os, px(e), bottom + 16, std::to_string(e + 1), 11, "middle");
+    const Eigen::Index step = std::max<Eigen::Index>(1, (E + 14) / 15);  // at most ~15 x labels
+    for (Eigen::Index e = 0; e < E; ++e)
+      if (e % step == 0 || e == E - 1) text(os, px(e), bottom + 16, std::to_string(e + 1), 11, "middle");
+    if (d.reweighting_epoch > 0 && d.reweighting_epoch < E) {  // the DRW curve jumps there
+      const double x = px(d.reweighting_epoch);
+      os << "<line x1=\"" << x << "\" y1=\"" << top << "\" x2=\"" << x << "\" y2=\"" << bottom
+         << "\" stroke=\"#999\" stroke-dasharray=\"4,3\"/>\n";
+      text(os, x - 4, top + 12, "DRW on", 11, "end", " fill=\"#666\"");
+    }
     for (Eigen::Index l = 0; l < norm.rows(); ++l) {
       os << "<polyline fill=\"none\" stroke=\"" << detail::color(std::size_t(l)) << "\" stroke-width=\"2\" points=\"";
       os.precision(2);
@@ -144,9 +154,6 @@ inline void write_chart_svg(const std::string& path, const ChartData& d) {
       os.precision(1);
     }
     text(os, (x0 + x1) / 2, bottom + 34, "epoch", 12, "middle");
-    text(os, x0 - 40, bottom + 58,
-         "Each curve is divided by its own epoch-1 value: the losses have different scales.", 11, "start",
-         " fill=\"#666\"");
   }
   os << "</svg>\n";
 

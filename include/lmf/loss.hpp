@@ -97,6 +97,19 @@ class Loss {
     spec_ = std::move(next);
   }
 
+  /// Forces a CPU kernel (default Kernel::automatic; see lmf::Kernel).
+  void set_kernel(Kernel kernel) {
+    LMF_CHECK_ARG(static_cast<int>(kernel) >= 0 && static_cast<int>(kernel) <= 3, "unknown kernel (enum value ",
+                  static_cast<int>(kernel), ")");
+    spec_.kernel = kernel;
+  }
+  /// Threads for large batches (OpenMP builds): 0 = OpenMP's default, 1 = single-threaded.
+  /// Results are bitwise identical for every thread count.
+  void set_threads(int threads) {
+    LMF_CHECK_ARG(threads >= 0, "threads is ", threads, " (must be >= 0)");
+    spec_.threads = threads;
+  }
+
   // ---- Eigen entry points -------------------------------------------------------------------
 
   /// The reduced loss. Reduction none: an error (use per_row).

@@ -10,8 +10,16 @@
 // compare per logit), and the dispatcher then locates the culprit for the message.
 #pragma once
 
+#include <lmf/cpu/lanes_simd.hpp>
+#include <lmf/cpu/rows_simd.hpp>
 #include <lmf/cpu/scalar.hpp>
 #include <lmf/spec.hpp>
+
+#include <xsimd/memory/xsimd_aligned_allocator.hpp>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 
 #include <algorithm>
 #include <array>
@@ -100,17 +108,79 @@ Status check_logits(const LossSpec<T>& spec, const T* x, const Layout& lx, const
   return {};
 }
 
-/// Runs the kernel over rows in fixed blocks; sums[t] receives the per-term totals.
+/// Classes from which class-contiguous rows go to the rows kernel rather than the lanes kernel.
+template <class T>
+constexpr Index rows_min_classes() {
+  return 3 * simd::width<T>();
+}
+
+/// Batches with fewer logits than this run on one thread.
+constexpr Index kParallelMinLogits = Index(1) << 15;
+
+/// The kernel that evaluates this batch (see lmf::Kernel).
+template <class T>
+Kernel choose_kernel(const LossSpec<T>& spec, const Layout& lx, const Outputs<T>& out) {
+  bool simd_ok = lx.classes >= 2 && lx.classes < (Index(1) << 24);  // labels compared as T
+  for (const Term<T>& t : spec.terms) simd_ok &= t.a.size() == 0 && t.b.size() == 0;
+  const bool contiguous = lx.class_stride == 1 && (out.grad == nullptr || out.lg.class_stride == 1);
+  switch (spec.kernel) {
+    case Kernel::scalar: return Kernel::scalar;
+    case Kernel::rows: return simd_ok && contiguous ? Kernel::rows : Kernel::scalar;
+    case Kernel::lanes: return simd_ok ? Kernel::lanes : Kernel::scalar;
+    case Kernel::automatic: break;
+  }
+  if (!simd_ok) return Kernel::scalar;
+  return contiguous && lx.classes >= rows_min_classes<T>() ? Kernel::rows : Kernel::lanes;
+}
+
+/// Runs `kernel` over the rows in fixed blocks of kBlockRows, on up to `threads` threads, and
+/// adds the block sums in block order: the totals are bitwise the same for any thread count.
 /// Returns false if some counted row holds a logit beyond k.limit.
 template <class T, class L>
-bool run_blocks(const KernelArgs<T, L>& k, std::array<Accum, kMaxTerms>& sums) {
+bool run_blocks(const KernelArgs<T, L>& k, Kernel kernel, int threads, std::array<Accum, kMaxTerms>& sums) {
   sums.fill(0);
+  const Index rows = k.lx.rows(), C = k.lx.classes;
+  const Index blocks = (rows + kBlockRows - 1) / kBlockRows;
+  if (blocks == 0) return true;
+  std::vector<Accum> block_sums(std::size_t(blocks * kMaxTerms), Accum(0));
+  std::vector<char> block_ok(std::size_t(blocks), 1);
+  const Index scratch_size = kernel == Kernel::rows    ? k.n_terms * C
+                             : kernel == Kernel::lanes ? (k.n_terms + 2) * C * simd::width<T>()
+                                                       : 0;
+  auto run = [&](Index b, T* scratch) {
+    const Index begin = b * kBlockRows, end = std::min(rows, begin + kBlockRows);
+    Accum* out = block_sums.data() + b * kMaxTerms;
+    bool ok;
+    switch (kernel) {
+      case Kernel::rows: ok = rows_simd(k, begin, end, out, scratch); break;
+      case Kernel::lanes: ok = lanes_simd(k, begin, end, out, scratch); break;
+      default: ok = scalar_rows(k, begin, end, out); break;
+    }
+    block_ok[std::size_t(b)] = ok;
+  };
+  using Scratch = std::vector<T, xsimd::aligned_allocator<T, 64>>;
+#if defined(_OPENMP)
+  const int max_threads = threads > 0 ? threads : omp_get_max_threads();
+  const int team = rows * C >= kParallelMinLogits ? int(std::min<Index>(max_threads, blocks)) : 1;
+  if (team > 1) {
+#pragma omp parallel num_threads(team)
+    {
+      Scratch scratch(static_cast<std::size_t>(scratch_size));
+#pragma omp for schedule(static)
+      for (Index b = 0; b < blocks; ++b) run(b, scratch.data());
+    }
+  } else
+#else
+  (void)threads;
+#endif
+  {
+    Scratch scratch(static_cast<std::size_t>(scratch_size));
+    for (Index b = 0; b < blocks; ++b) run(b, scratch.data());
+  }
   bool ok = true;
-  const Index rows = k.lx.rows();
-  for (Index begin = 0; begin < rows; begin += kBlockRows) {
-    std::array<Accum, kMaxTerms> block{};
-    ok &= scalar_rows(k, begin, std::min(rows, begin + kBlockRows), block.data());
-    for (int t = 0; t < k.n_terms; ++t) sums[t] += block[t];
+  for (Index b = 0; b < blocks; ++b) {
+    ok &= block_ok[std::size_t(b)] != 0;
+    for (int t = 0; t < k.n_terms; ++t) sums[t] += block_sums[std::size_t(b * kMaxTerms + t)];
   }
   return ok;
 }
@@ -190,7 +260,7 @@ Status evaluate(const LossSpec<T>& spec, Reduction reduction, const T* x, const 
   bool any_batch = false;
   for (int t = 0; t < n_terms; ++t) any_batch |= params[t].batch_focus;
   if (any_batch && out.grad) {
-    run_blocks(k, sums);
+    run_blocks(k, choose_kernel(spec, lx, Outputs<T>{}), spec.threads, sums);
     for (int t = 0; t < n_terms; ++t) {
       if (!params[t].batch_focus) continue;
       const Accum den = denominator(t);
@@ -204,7 +274,7 @@ Status evaluate(const LossSpec<T>& spec, Reduction reduction, const T* x, const 
   k.lg = out.lg;
   k.row_values = out.row_values;
   k.row_values_stride = out.row_values_stride;
-  const bool logits_ok = run_blocks(k, sums);
+  const bool logits_ok = run_blocks(k, choose_kernel(spec, lx, out), spec.threads, sums);
   if (!logits_ok) {  // only reachable without outputs: writing paths checked in step 3
     Status s = check_logits(spec, x, lx, labels, label_stride, limit);
     return s ? Status::error(message("non-finite logits")) : s;

@@ -1,0 +1,171 @@
+// lmf/cpu/rows_simd.hpp — the kernel for class-contiguous rows (row-major N x C, class stride
+// 1) with many classes: each row is swept with xsimd batches along the classes.
+//
+// Per row: one sweep finds X = max over the non-target logits (and checks every logit against
+// the limit); per term, one sweep computes e_c = exp(s ((x_c - X_ref) + delta)) — the exponent
+// of z_c - z_k written as a difference of raw logits (math::adjusted_difference) — summing them
+// into rest and keeping them in a row-sized scratch when a gradient is wanted; a last sweep
+// writes g_c = sum_t k_t e_{t,c}, and the target entry is set from its exact formula. The
+// logits are read from memory once (the later sweeps hit cache) and the gradient written once.
+//
+// Handles terms with a = 1 and b = 0 (every named loss); the dispatcher sends others to the
+// scalar kernel.
+#pragma once
+
+#include <lmf/cpu/scalar.hpp>
+#include <lmf/cpu/simd_math.hpp>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+namespace lmf {
+namespace detail {
+
+/// What one term contributes to one row: value, the gradient factor for the non-target
+/// classes (times e_c) and the target's gradient entry.
+template <class T>
+struct RowTerm {
+  T value, k, g_target;
+};
+
+/// From X (max over non-target logits), the target logit, rest and the term's parameters:
+/// the term's l, value and gradient factors. Shared by the rows kernel (scalar per row).
+template <class T>
+RowTerm<T> finish_row(const TermParams<T>& p, T wy, T rest, T dy, T e_y) {
+  const T l = math::cross_entropy_from(dy, rest);
+  T value, derivative;
+  if (p.batch_focus) {
+    value = wy * l;
+    derivative = p.batch_derivative;
+  } else {
+    const math::Focus<T> f = math::focus(l, p.gamma);
+    value = wy * f.value;
+    derivative = f.derivative;
+  }
+  const T coef = p.scale * wy * derivative * p.s;
+  const T inv = T(1) / (T(1) + rest);
+  return {value, coef * inv, coef * math::softmax_minus_onehot(e_y, true, rest, inv)};
+}
+
+/// Rows kernel over rows [begin, end); class_stride must be 1 (and 1 for the gradient).
+/// scratch: at least n_terms * C entries.
+template <class T, class L>
+bool rows_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, T* scratch) {
+  using B = simd::batch<T>;
+  constexpr Index W = simd::width<T>();
+  const Layout& lx = k.lx;
+  const Index C = lx.classes;
+  const Index C_vec = C - C % W;
+  alignas(64) T iota_arr[W];
+  for (Index j = 0; j < W; ++j) iota_arr[j] = T(j);
+  const B iota = B::load_aligned(iota_arr);
+  const B limit(k.limit);
+  const T neg_inf = -std::numeric_limits<T>::infinity();
+  bool ok = true;
+
+  for (Index i = begin; i < end; ++i) {
+    const Index n = lx.inner == 1 ? i : i / lx.inner;
+    const Index d = lx.inner == 1 ? 0 : i % lx.inner;
+    const T* x = k.x + lx.offset(n, d, 0);
+    T* g = k.grad ? k.grad + k.lg.offset(n, d, 0) : nullptr;
+    const std::int64_t label = static_cast<std::int64_t>(k.labels[i * k.label_stride]);
+    if (label == k.ignore_index) {
+      if (g) {
+        for (Index c = 0; c < C_vec; c += W) B(T(0)).store_unaligned(g + c);
+        for (Index c = C_vec; c < C; ++c) g[c] = T(0);
+      }
+      if (k.row_values) k.row_values[i * k.row_values_stride] = T(0);
+      continue;
+    }
+    const Index y = static_cast<Index>(label);
+    const B yv(static_cast<T>(y));
+
+    // sweep 1: X = max_{c != y} x_c, and |x_c| <= limit for all c
+    B vmax(neg_inf);
+    auto in_range = B(T(0)) <= limit;  // all true
+    for (Index c = 0; c < C_vec; c += W) {
+      const B v = B::load_unaligned(x + c);
+      in_range = in_range && (xsimd::abs(v) <= limit);
+      vmax = xsimd::max(vmax, xsimd::select(iota + B(T(c)) == yv, B(neg_inf), v));
+    }
+    T X = simd::hmax(vmax);
+    for (Index c = C_vec; c < C; ++c) {
+      ok &= std::abs(x[c]) <= k.limit;
+      if (c != y && x[c] > X) X = x[c];
+    }
+    ok &= xsimd::all(in_range);
+    const T xy = x[y];
+
+    T row_value = T(0);
+    RowTerm<T> parts[kMaxTerms];
+    for (int t = 0; t < k.n_terms; ++t) {
+      const TermParams<T>& p = k.terms[t];
+      const T my = p.m ? p.m[y] : T(0);
+      const bool y_ref = xy - my >= X;  // the target's adjusted logit is the row maximum
+      const T x_ref = y_ref ? xy : X, delta = y_ref ? my : T(0);
+      // sweep 2: e_c = exp(s ((x_c - x_ref) + delta)) for c != y; rest = sum of those, with
+      // the reference's own e = 1 left out (count exact zeros, subtract one when X is the ref)
+      B sum(T(0)), zeros(T(0));
+      const B s(p.s), xr(x_ref), dl(delta);
+      T* e_out = scratch + t * C;
+      for (Index c = 0; c < C_vec; c += W) {
+        const B dexp = s * ((B::load_unaligned(x + c) - xr) + dl);
+        const B e = xsimd::exp(dexp);
+        const auto not_y = iota + B(T(c)) != yv;
+        const auto zero = dexp == B(T(0));
+        sum += xsimd::select(not_y && !zero, e, B(T(0)));
+        zeros += xsimd::select(not_y && zero, B(T(1)), B(T(0)));
+        if (g) e.store_unaligned(e_out + c);
+      }
+      T rest = xsimd::hadd(sum), n_zero = xsimd::hadd(zeros);
+      for (Index c = C_vec; c < C; ++c) {
+        if (c == y) continue;
+        const T dexp = p.s * ((x[c] - x_ref) + delta);
+        const T e = std::exp(dexp);
+        if (dexp == T(0)) n_zero += T(1);
+        else rest += e;
+        if (g) e_out[c] = e;
+      }
+      T dy = T(0), e_y = T(1);
+      if (y_ref) {
+        rest += n_zero;
+      } else {
+        dy = math::adjusted_difference(xy, X, my, T(0), T(0), T(0), p.s);
+        e_y = std::exp(dy);
+        rest += (n_zero - T(1)) + e_y;
+      }
+      const T wy = p.w ? p.w[y] : T(1);
+      parts[t] = finish_row(p, wy, rest, dy, e_y);
+      sums[t] += static_cast<Accum>(parts[t].value);
+      if (k.row_values) row_value += k.term_weights[t] * parts[t].value;
+    }
+    if (k.row_values) k.row_values[i * k.row_values_stride] = row_value;
+    if (!g) continue;
+
+    // sweep 3: the gradient
+    if (k.n_terms == 1) {
+      const B k0(parts[0].k);
+      for (Index c = 0; c < C_vec; c += W) (k0 * B::load_unaligned(scratch + c)).store_unaligned(g + c);
+      for (Index c = C_vec; c < C; ++c) g[c] = parts[0].k * scratch[c];
+    } else {
+      for (Index c = 0; c < C_vec; c += W) {
+        B acc = B(parts[0].k) * B::load_unaligned(scratch + c);
+        for (int t = 1; t < k.n_terms; ++t) acc = xsimd::fma(B(parts[t].k), B::load_unaligned(scratch + t * C + c), acc);
+        acc.store_unaligned(g + c);
+      }
+      for (Index c = C_vec; c < C; ++c) {
+        T acc = parts[0].k * scratch[c];
+        for (int t = 1; t < k.n_terms; ++t) acc += parts[t].k * scratch[t * C + c];
+        g[c] = acc;
+      }
+    }
+    T gy = T(0);
+    for (int t = 0; t < k.n_terms; ++t) gy += parts[t].g_target;
+    g[y] = gy;
+  }
+  return ok;
+}
+
+}  // namespace detail
+}  // namespace lmf
