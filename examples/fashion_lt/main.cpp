@@ -476,7 +476,7 @@ int main(int argc, char** argv) {
   CLI::App app{"Trains one MLP per lmf loss on long-tailed Fashion-MNIST and compares them on the balanced test set."};
   app.add_option("--data", s.data_dir, "Directory holding the four Fashion-MNIST IDX .gz files")->capture_default_str();
   app.add_option("--out", s.out_dir, "Directory for the CSV files and the SVG chart")->capture_default_str();
-  app.add_option("--seeds", s.seeds, "Number of seeds (1..K); each sets the model init and batch order")
+  app.add_option("--seeds", s.seeds, "Number of seeds K: runs seeds 1..K, each setting the model init and batch order (the same for every loss)")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000));
   app.add_option("--epochs", s.epochs, "Training epochs")->capture_default_str()->check(CLI::Range(1, 10000));

@@ -49,9 +49,6 @@ class MLP {
     he_init(W2_, rng);
   }
 
-  int inputs() const { return int(W1_.rows()); }
-  int classes() const { return int(W2_.cols()); }
-
   /// Forward pass of a batch X (N x inputs): keeps the hidden activations for backward().
   const RowMatrix& forward(const RowMatrix& X) {
     H_.noalias() = X * W1_;

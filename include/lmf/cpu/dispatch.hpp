@@ -43,6 +43,8 @@ struct Outputs {
   Index row_values_stride = 1;
 };
 
+/// Validates every label and computes each term's mean denominator from a histogram of the
+/// counted labels (an integer pass over the labels; the weights are applied per class).
 template <class T, class L>
 Status check_labels(const LossSpec<T>& spec, const Layout& lx, const L* labels, Index label_stride,
                     std::array<Accum, kMaxTerms>& denominators, Index& counted) {
@@ -50,20 +52,25 @@ Status check_labels(const LossSpec<T>& spec, const Layout& lx, const L* labels, 
   denominators.fill(0);
   counted = 0;
   const Index rows = lx.rows();
+  std::vector<std::int64_t> histogram(std::size_t(std::max<Index>(C, 1)), 0);
+  const std::int64_t ignore = spec.ignore_index;
   for (Index i = 0; i < rows; ++i) {
     const std::int64_t y = static_cast<std::int64_t>(labels[i * label_stride]);
-    if (y == spec.ignore_index) continue;
-    if (y < 0 || y >= C) {
+    if (static_cast<std::uint64_t>(y) < static_cast<std::uint64_t>(C) && y != ignore) {
+      ++histogram[std::size_t(y)];
+    } else if (y != ignore) {
       return Status::error(message("label ", y, " at row ", i, " is outside [0, ", C,
-                                   ") (and is not ignore_index ", spec.ignore_index, ")"));
+                                   ") (and is not ignore_index ", ignore, ")"));
     }
-    ++counted;
-    for (std::size_t t = 0; t < spec.terms.size(); ++t) {
-      const Term<T>& term = spec.terms[t];
-      denominators[t] += term.mean_over == MeanOver::rows || term.w.size() == 0
-                             ? Accum(1)
-                             : static_cast<Accum>(term.w(y));
-    }
+  }
+  for (Index c = 0; c < C; ++c) counted += histogram[std::size_t(c)];
+  for (std::size_t t = 0; t < spec.terms.size(); ++t) {
+    const Term<T>& term = spec.terms[t];
+    const bool by_rows = term.mean_over == MeanOver::rows || term.w.size() == 0;
+    Accum d = 0;
+    for (Index c = 0; c < C; ++c)
+      d += Accum(histogram[std::size_t(c)]) * (by_rows ? Accum(1) : static_cast<Accum>(term.w(c)));
+    denominators[t] = d;
   }
   return {};
 }
@@ -83,11 +90,34 @@ T logit_limit(const LossSpec<T>& spec) {
   return limit;
 }
 
-/// Finds the first logit of a counted row that is not finite or beyond `limit`.
+/// True if every element of the contiguous range [x, x + n) is within `limit` (SIMD sweep).
+template <class T>
+bool all_within(const T* x, Index n, T limit) {
+  using B = simd::batch<T>;
+  constexpr Index W = simd::width<T>();
+  const B lim(limit);
+  auto ok = B(T(0)) <= lim;
+  Index i = 0;
+  for (; i + 4 * W <= n; i += 4 * W) {
+    ok = ok && (xsimd::abs(B::load_unaligned(x + i)) <= lim) && (xsimd::abs(B::load_unaligned(x + i + W)) <= lim) &&
+         (xsimd::abs(B::load_unaligned(x + i + 2 * W)) <= lim) && (xsimd::abs(B::load_unaligned(x + i + 3 * W)) <= lim);
+  }
+  bool result = xsimd::all(ok);
+  for (; i < n; ++i) result &= std::abs(x[i]) <= limit;
+  return result;
+}
+
+/// Finds the first logit of a counted row that is not finite or beyond `limit`. A buffer that
+/// is one contiguous block is swept with SIMD first; only if that finds something (possibly in
+/// an ignored row, which is allowed) are the rows examined one by one.
 template <class T, class L>
 Status check_logits(const LossSpec<T>& spec, const T* x, const Layout& lx, const L* labels,
                     Index label_stride, T limit) {
   const Index rows = lx.rows(), C = lx.classes;
+  const bool contiguous_rows = lx.inner == 1 && lx.class_stride == 1 && lx.sample_stride == C;
+  const bool contiguous_cols = lx.inner == 1 && lx.sample_stride == 1 && lx.class_stride == lx.samples;
+  const bool contiguous_nchw = lx.inner_stride == 1 && lx.class_stride == lx.inner && lx.sample_stride == C * lx.inner;
+  if ((contiguous_rows || contiguous_cols || contiguous_nchw) && all_within(x, rows * C, limit)) return {};
   for (Index i = 0; i < rows; ++i) {
     if (static_cast<std::int64_t>(labels[i * label_stride]) == spec.ignore_index) continue;
     const Index n = lx.inner == 1 ? i : i / lx.inner, d = lx.inner == 1 ? 0 : i % lx.inner;

@@ -88,34 +88,40 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
       const B my = B::load_aligned(my_arr), wy = B::load_aligned(wy_arr), s(p.s);
       const M y_ref = xy - my >= X;
       const B x_ref = xsimd::select(y_ref, xy, X), delta = xsimd::select(y_ref, my, zero);
-      B sum = zero, zeros = zero;
+      // exponents z_c - z_k as differences of raw logits; the target's includes its margin, so
+      // that its e is exp(dy) (exactly 1 when the target is the reference)
+      B sum = zero, zeros = zero, e_y = one;
       T* e_out = etile + t * C * W;
       for (Index c = 0; c < C; ++c) {
-        const B dexp = s * ((B::load_aligned(tile + c * W) - x_ref) + delta);
-        const B e = xsimd::exp(dexp);
-        const M not_y = yv != B(T(c));
+        const M is_y = yv == B(T(c));
+        const B dexp = s * ((B::load_aligned(tile + c * W) - x_ref) + (delta - xsimd::select(is_y, my, zero)));
+        const B e = simd::fast_exp(dexp);
         const M is_zero = dexp == zero;
-        sum += xsimd::select(not_y && !is_zero, e, zero);
-        zeros += xsimd::select(not_y && is_zero, one, zero);
+        sum += xsimd::select(!is_y && !is_zero, e, zero);
+        zeros += xsimd::select(!is_y && is_zero, one, zero);
+        e_y = xsimd::select(is_y, e, e_y);
         if (k.grad) e.store_aligned(e_out + c * W);
       }
+      e_y = xsimd::select(y_ref, one, e_y);
       const B dy = xsimd::select(y_ref, zero, s * ((xy - X) - my));
-      const B e_y = xsimd::select(y_ref, one, xsimd::exp(dy));
-      const B rest = sum + xsimd::select(y_ref, zeros, (zeros - one) + e_y);
+      // others = sum over c != y of exp(z_c - z_k) (>= 1 unless the target is the reference)
+      const B others = sum + zeros;
+      const B rest = xsimd::select(y_ref, others, (others - one) + e_y);
+      const B inv = one / (one + rest);
       const B l = xsimd::max(xsimd::log1p(rest) - dy, zero);
       B value, derivative;
       if (p.batch_focus) {
         value = wy * l;
         derivative = B(p.batch_derivative);
       } else {
-        simd::focus(l, p.gamma, value, derivative);
+        // 1 - p_t = others / (1 + rest): no cancellation, no expm1
+        simd::focus(l, others * inv, p.gamma, value, derivative);
         value = wy * value;
       }
       value = xsimd::select(counted, value, zero);
       value.store_aligned(values[t]);
       row_value += B(k.term_weights ? k.term_weights[t] : T(1)) * value;
       const B coef = B(p.scale) * wy * derivative * s;
-      const B inv = one / (one + rest);
       kk[t] = coef * inv;
       gy_total += coef * (((e_y - one) - rest) * inv);
     }

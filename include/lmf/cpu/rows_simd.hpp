@@ -4,8 +4,9 @@
 // Per row: one sweep finds X = max over the non-target logits (and checks every logit against
 // the limit); per term, one sweep computes e_c = exp(s ((x_c - X_ref) + delta)) — the exponent
 // of z_c - z_k written as a difference of raw logits (math::adjusted_difference) — summing them
-// into rest and keeping them in a row-sized scratch when a gradient is wanted; a last sweep
-// writes g_c = sum_t k_t e_{t,c}, and the target entry is set from its exact formula. The
+// and keeping them in a row-sized scratch when a gradient is wanted; a last sweep writes
+// g_c = sum_t k_t e_{t,c}, and the target entry is set from its exact formula. Only the vector
+// that holds the target is masked. The
 // logits are read from memory once (the later sweeps hit cache) and the gradient written once.
 //
 // Handles terms with a = 1 and b = 0 (every named loss); the dispatcher sends others to the
@@ -81,13 +82,15 @@ bool rows_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, T
     const Index y = static_cast<Index>(label);
     const B yv(static_cast<T>(y));
 
-    // sweep 1: X = max_{c != y} x_c, and |x_c| <= limit for all c
+    // sweep 1: X = max_{c != y} x_c, and |x_c| <= limit for all c. Only the chunk that holds
+    // the target needs a mask.
+    const Index y_chunk = y < C_vec ? y - y % W : C;
     B vmax(neg_inf);
     auto in_range = B(T(0)) <= limit;  // all true
     for (Index c = 0; c < C_vec; c += W) {
       const B v = B::load_unaligned(x + c);
       in_range = in_range && (xsimd::abs(v) <= limit);
-      vmax = xsimd::max(vmax, xsimd::select(iota + B(T(c)) == yv, B(neg_inf), v));
+      vmax = xsimd::max(vmax, c == y_chunk ? xsimd::select(iota == B(T(y - c)), B(neg_inf), v) : v);
     }
     T X = simd::hmax(vmax);
     for (Index c = C_vec; c < C; ++c) {
@@ -104,36 +107,28 @@ bool rows_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, T
       const T my = p.m ? p.m[y] : T(0);
       const bool y_ref = xy - my >= X;  // the target's adjusted logit is the row maximum
       const T x_ref = y_ref ? xy : X, delta = y_ref ? my : T(0);
-      // sweep 2: e_c = exp(s ((x_c - x_ref) + delta)) for c != y; rest = sum of those, with
-      // the reference's own e = 1 left out (count exact zeros, subtract one when X is the ref)
-      B sum(T(0)), zeros(T(0));
-      const B s(p.s), xr(x_ref), dl(delta);
+      // sweep 2: e_c = exp(s ((x_c - x_ref) + delta)) = exp(z_c - z_k) for c != y; `others` =
+      // their sum. When X is the reference, its own e = 1 (exactly) is in `others`.
+      B sum(T(0));
+      const B s(p.s), sub(x_ref - delta);
       T* e_out = scratch + t * C;
       for (Index c = 0; c < C_vec; c += W) {
-        const B dexp = s * ((B::load_unaligned(x + c) - xr) + dl);
-        const B e = xsimd::exp(dexp);
-        const auto not_y = iota + B(T(c)) != yv;
-        const auto zero = dexp == B(T(0));
-        sum += xsimd::select(not_y && !zero, e, B(T(0)));
-        zeros += xsimd::select(not_y && zero, B(T(1)), B(T(0)));
+        const B v = B::load_unaligned(x + c);
+        const B e = simd::fast_exp(s * (y_ref ? (v - B(x_ref)) + B(delta) : v - sub));
+        sum += c == y_chunk ? xsimd::select(iota == B(T(y - c)), B(T(0)), e) : e;
         if (g) e.store_unaligned(e_out + c);
       }
-      T rest = xsimd::hadd(sum), n_zero = xsimd::hadd(zeros);
+      T others = xsimd::hadd(sum);
       for (Index c = C_vec; c < C; ++c) {
-        if (c == y) continue;
-        const T dexp = p.s * ((x[c] - x_ref) + delta);
-        const T e = std::exp(dexp);
-        if (dexp == T(0)) n_zero += T(1);
-        else rest += e;
+        const T e = std::exp(p.s * ((x[c] - x_ref) + delta));
+        if (c != y) others += e;
         if (g) e_out[c] = e;
       }
-      T dy = T(0), e_y = T(1);
-      if (y_ref) {
-        rest += n_zero;
-      } else {
+      T dy = T(0), e_y = T(1), rest = others;
+      if (!y_ref) {
         dy = math::adjusted_difference(xy, X, my, T(0), T(0), T(0), p.s);
         e_y = std::exp(dy);
-        rest += (n_zero - T(1)) + e_y;
+        rest = (others - T(1)) + e_y;  // others >= 1 here; see docs/math.md on its accuracy
       }
       const T wy = p.w ? p.w[y] : T(1);
       parts[t] = finish_row(p, wy, rest, dy, e_y);
@@ -148,6 +143,12 @@ bool rows_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, T
       const B k0(parts[0].k);
       for (Index c = 0; c < C_vec; c += W) (k0 * B::load_unaligned(scratch + c)).store_unaligned(g + c);
       for (Index c = C_vec; c < C; ++c) g[c] = parts[0].k * scratch[c];
+    } else if (k.n_terms == 2) {
+      const B k0(parts[0].k), k1(parts[1].k);
+      const T* e1 = scratch + C;
+      for (Index c = 0; c < C_vec; c += W)
+        xsimd::fma(k1, B::load_unaligned(e1 + c), k0 * B::load_unaligned(scratch + c)).store_unaligned(g + c);
+      for (Index c = C_vec; c < C; ++c) g[c] = parts[0].k * scratch[c] + parts[1].k * e1[c];
     } else {
       for (Index c = 0; c < C_vec; c += W) {
         B acc = B(parts[0].k) * B::load_unaligned(scratch + c);

@@ -30,6 +30,50 @@ T hmax(const batch<T>& v) {
   return m;
 }
 
+/// exp(x) for the kernels' exponents z_c - z_k (<= 0 up to rounding; finite): Cody-Waite
+/// reduction x = n ln2 + r, |r| <= ln2/2, a polynomial for e^r (Cephes' minimax for float, the
+/// Taylor series to r^12 for double: both within 1-2 ulp), and 2^n put into the exponent bits.
+/// Arguments are clamped below at the smallest normal's logarithm, so results never go
+/// denormal (exp(-1000) gives 1e-38 in float, not 0: it is added to a sum >= 1). Without
+/// xsimd::exp's overflow, NaN and denormal branches it is about twice as fast.
+inline batch<float> fast_exp(batch<float> x) {
+  using B = batch<float>;
+  x = xsimd::max(x, B(-87.33f));
+  const B n = xsimd::nearbyint(x * B(1.44269504088896341f));
+  B r = xsimd::fma(n, B(-0.693359375f), x);
+  r = xsimd::fma(n, B(2.12194440e-4f), r);
+  B y = B(1.9875691500e-4f);
+  y = xsimd::fma(y, r, B(1.3981999507e-3f));
+  y = xsimd::fma(y, r, B(8.3334519073e-3f));
+  y = xsimd::fma(y, r, B(4.1665795894e-2f));
+  y = xsimd::fma(y, r, B(1.6666665459e-1f));
+  y = xsimd::fma(y, r, B(5.0000001201e-1f));
+  y = xsimd::fma(y, r * r, r + B(1.0f));
+  return xsimd::ldexp(y, xsimd::to_int(n));
+}
+
+inline batch<double> fast_exp(batch<double> x) {
+  using B = batch<double>;
+  x = xsimd::max(x, B(-708.39));
+  const B n = xsimd::nearbyint(x * B(1.4426950408889634074));
+  B r = xsimd::fma(n, B(-6.93145751953125e-1), x);
+  r = xsimd::fma(n, B(-1.42860682030941723212e-6), r);
+  // Taylor series of e^r to r^12: the remainder is below 2e-16 for |r| <= ln2 / 2
+  B y = B(1.0 / 479001600.0);
+  y = xsimd::fma(y, r, B(1.0 / 39916800.0));
+  y = xsimd::fma(y, r, B(1.0 / 3628800.0));
+  y = xsimd::fma(y, r, B(1.0 / 362880.0));
+  y = xsimd::fma(y, r, B(1.0 / 40320.0));
+  y = xsimd::fma(y, r, B(1.0 / 5040.0));
+  y = xsimd::fma(y, r, B(1.0 / 720.0));
+  y = xsimd::fma(y, r, B(1.0 / 120.0));
+  y = xsimd::fma(y, r, B(1.0 / 24.0));
+  y = xsimd::fma(y, r, B(1.0 / 6.0));
+  y = xsimd::fma(y, r, B(0.5));
+  y = xsimd::fma(y, r * r, r + B(1.0));
+  return xsimd::ldexp(y, xsimd::to_int(n));
+}
+
 /// (1 - p)^gamma for the gammas that matter, without pow where it is not needed.
 template <class T>
 batch<T> modulation(const batch<T>& one_minus_p, T gamma) {
@@ -42,15 +86,15 @@ batch<T> modulation(const batch<T>& one_minus_p, T gamma) {
   return xsimd::select(zero, batch<T>(T(0)), xsimd::pow(xsimd::select(zero, batch<T>(T(1)), one_minus_p), batch<T>(gamma)));
 }
 
-/// math::focus on a batch: phi(l) and phi'(l) per lane.
+/// math::focus on a batch: phi(l) and phi'(l) per lane, given 1 - p = 1 - e^-l computed by the
+/// caller without cancellation (the kernels have it from the softmax sums).
 template <class T>
-void focus(const batch<T>& l, T gamma, batch<T>& value, batch<T>& derivative) {
+void focus(const batch<T>& l, const batch<T>& one_minus_p, T gamma, batch<T>& value, batch<T>& derivative) {
   if (gamma == T(0)) {
     value = l;
     derivative = batch<T>(T(1));
     return;
   }
-  const batch<T> one_minus_p = -xsimd::expm1(-l);
   const batch<T> p = batch<T>(T(1)) - one_minus_p;
   const mask<T> positive = one_minus_p > batch<T>(T(0));
   const batch<T> r = xsimd::select(positive, l / xsimd::select(positive, one_minus_p, batch<T>(T(1))), batch<T>(T(1)));

@@ -1,0 +1,135 @@
+// lmf's benchmarks: the fast path, the scalar reference kernel, a naive Eigen version, and the
+// memory floor (memcpy of the logits into the gradient buffer), for N * C ~ 4M logits.
+// libtorch runs in bench_torch.cpp (a separate binary: it links libtorch). bench/run.py runs
+// both and prints ns/logit and the ratios.
+#include "common.hpp"
+
+#include <cstring>
+
+using namespace lmf_bench;
+
+namespace {
+
+enum class Which { lmf_loss, ce, focal, ldam };
+
+template <class T>
+lmf::Loss<T> make(Which which, Index c) {
+  const Eigen::VectorXi counts = long_tail_counts(c);
+  switch (which) {
+    case Which::ce: return lmf::CrossEntropyLoss<T>();
+    case Which::focal: return lmf::FocalLoss<T>();
+    case Which::ldam: return lmf::LDAMLoss<T>(counts);
+    default: return lmf::LMFLoss<T>(counts);
+  }
+}
+
+template <class T>
+void bm_lmf(benchmark::State& state, Which which, Index c, lmf::Kernel kernel, bool gradient, int threads) {
+  Batch<T> b(c);
+  lmf::Loss<T> loss = make<T>(which, c);
+  loss.set_kernel(kernel);
+  loss.set_threads(threads);
+  for (auto _ : state) {
+    T v = gradient ? loss.value_and_gradient(b.x, b.y, b.g) : loss.value(b.x, b.y);
+    benchmark::DoNotOptimize(v);
+    benchmark::ClobberMemory();
+  }
+  set_logits(state, b.n, c);
+}
+
+/// What a C++ user would write by hand with Eigen expressions: LMF = LDAM (s, margins) + focal
+/// (gamma 2), mean, value and gradient. Row-wise softmax with the max subtracted.
+template <class T>
+void bm_naive_eigen(benchmark::State& state, Index c, bool gradient) {
+  Batch<T> b(c);
+  const Eigen::Matrix<T, Eigen::Dynamic, 1> m = lmf::ldam_margins<T>(long_tail_counts(c), T(0.5));
+  const T s = 30, gamma = 2;
+  const Index n = b.n;
+  for (auto _ : state) {
+    // LDAM term
+    MatR<T> z = s * b.x;
+    for (Index i = 0; i < n; ++i) z(i, b.y(i)) -= s * m(b.y(i));
+    Eigen::Matrix<T, Eigen::Dynamic, 1> zmax = z.rowwise().maxCoeff();
+    MatR<T> e = (z.colwise() - zmax).array().exp().matrix();
+    Eigen::Matrix<T, Eigen::Dynamic, 1> sum = e.rowwise().sum();
+    MatR<T> p = e.array().colwise() / sum.array();
+    T ldam = 0;
+    for (Index i = 0; i < n; ++i) ldam -= std::log(p(i, b.y(i)));
+    // focal term on the raw logits
+    Eigen::Matrix<T, Eigen::Dynamic, 1> xmax = b.x.rowwise().maxCoeff();
+    MatR<T> e2 = (b.x.colwise() - xmax).array().exp().matrix();
+    Eigen::Matrix<T, Eigen::Dynamic, 1> sum2 = e2.rowwise().sum();
+    MatR<T> q = e2.array().colwise() / sum2.array();
+    T focal = 0;
+    Eigen::Matrix<T, Eigen::Dynamic, 1> coef(n);
+    for (Index i = 0; i < n; ++i) {
+      const T pt = q(i, b.y(i)), l = -std::log(pt), om = 1 - pt;
+      focal += std::pow(om, gamma) * l;
+      coef(i) = std::pow(om, gamma) + gamma * pt * l * std::pow(om, gamma - 1);
+    }
+    T value = (ldam + focal) / T(n);
+    if (gradient) {
+      for (Index i = 0; i < n; ++i) {
+        p(i, b.y(i)) -= 1;
+        q(i, b.y(i)) -= 1;
+      }
+      b.g = (s / T(n)) * p + (q.array().colwise() * (coef.array() / T(n))).matrix();
+    }
+    benchmark::DoNotOptimize(value);
+    benchmark::ClobberMemory();
+  }
+  set_logits(state, n, c);
+}
+
+template <class T>
+void bm_memcpy(benchmark::State& state, Index c) {
+  Batch<T> b(c);
+  for (auto _ : state) {
+    std::memcpy(b.g.data(), b.x.data(), sizeof(T) * std::size_t(b.x.size()));
+    benchmark::ClobberMemory();
+  }
+  set_logits(state, b.n, c);
+}
+
+const char* name(Which w) {
+  switch (w) {
+    case Which::ce: return "CE";
+    case Which::focal: return "Focal";
+    case Which::ldam: return "LDAM";
+    default: return "LMF";
+  }
+}
+
+template <class T>
+void register_all(const char* type, const std::vector<Index>& classes, bool everything) {
+  for (Index c : classes) {
+    const std::string suffix = std::string("/") + type + "/C:" + std::to_string(c);
+    for (bool grad : {true, false}) {
+      const std::string g = grad ? "value_and_gradient" : "value";
+      benchmark::RegisterBenchmark(("lmf_fast/LMF/" + g + suffix).c_str(), bm_lmf<T>, Which::lmf_loss, c,
+                                   lmf::Kernel::automatic, grad, 1);
+      benchmark::RegisterBenchmark(("lmf_scalar/LMF/" + g + suffix).c_str(), bm_lmf<T>, Which::lmf_loss, c,
+                                   lmf::Kernel::scalar, grad, 1);
+      benchmark::RegisterBenchmark(("naive_eigen/LMF/" + g + suffix).c_str(), bm_naive_eigen<T>, c, grad);
+    }
+    if (everything) {
+      for (Which w : {Which::ce, Which::focal, Which::ldam})
+        benchmark::RegisterBenchmark((std::string("lmf_fast/") + name(w) + "/value_and_gradient" + suffix).c_str(),
+                                     bm_lmf<T>, w, c, lmf::Kernel::automatic, true, 1);
+      benchmark::RegisterBenchmark(("lmf_fast_2threads/LMF/value_and_gradient" + suffix).c_str(), bm_lmf<T>,
+                                   Which::lmf_loss, c, lmf::Kernel::automatic, true, 2);
+    }
+    benchmark::RegisterBenchmark(("memcpy_floor" + suffix).c_str(), bm_memcpy<T>, c);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  register_all<float>("float", {2, 7, 10, 100, 1000, 32768}, true);
+  register_all<double>("double", {10, 1000}, false);
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,97 @@
+// The peer: libtorch 1.13 running the same losses in torch ops, the way the published PyTorch
+// code writes them — forward, then autograd backward for the gradient — on one thread, on the
+// same batches as bench_lmf (N * C ~ 4M logits, row-major).
+#include "common.hpp"
+
+#include <torch/torch.h>
+
+using namespace lmf_bench;
+
+namespace {
+
+enum class Which { lmf_loss, ce, focal, ldam };
+
+torch::Tensor ldam(const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& m, double s) {
+  auto index = torch::zeros_like(x, torch::kBool).scatter_(1, y.view({-1, 1}), true);
+  auto batch_m = m.index_select(0, y).view({-1, 1});
+  auto x_m = torch::where(index, x - batch_m, x);
+  return torch::nn::functional::cross_entropy(s * x_m, y);
+}
+
+torch::Tensor focal(const torch::Tensor& x, const torch::Tensor& y, double gamma) {
+  auto log_p = torch::log_softmax(x, 1);
+  auto ce = torch::nll_loss(log_p, y, {}, at::Reduction::None);
+  auto pt = log_p.gather(1, y.view({-1, 1})).view(-1).exp();
+  return (torch::pow(1 - pt, gamma) * ce).mean();
+}
+
+template <class T>
+void bm_torch(benchmark::State& state, Which which, Index c, bool gradient) {
+  torch::set_num_threads(1);
+  Batch<T> b(c);
+  const auto dtype = sizeof(T) == 4 ? torch::kFloat32 : torch::kFloat64;
+  torch::Tensor x = torch::from_blob(b.x.data(), {b.n, c}, dtype).clone();
+  torch::Tensor y = torch::from_blob(b.y.data(), {b.n}, torch::kInt32).to(torch::kInt64);
+  const Eigen::Matrix<T, Eigen::Dynamic, 1> mv = lmf::ldam_margins<T>(long_tail_counts(c), T(0.5));
+  torch::Tensor m = torch::from_blob(const_cast<T*>(mv.data()), {c}, dtype).clone();
+  auto loss = [&](const torch::Tensor& in) {
+    switch (which) {
+      case Which::ce: return torch::nn::functional::cross_entropy(in, y);
+      case Which::focal: return focal(in, y, 2.0);
+      case Which::ldam: return ldam(in, y, m, 30.0);
+      default: return ldam(in, y, m, 30.0) + focal(in, y, 2.0);
+    }
+  };
+  for (auto _ : state) {
+    if (gradient) {
+      torch::Tensor xg = x.detach().requires_grad_(true);
+      torch::Tensor v = loss(xg);
+      v.backward();
+      benchmark::DoNotOptimize(xg.grad().data_ptr());
+    } else {
+      torch::NoGradGuard no_grad;
+      torch::Tensor v = loss(x);
+      benchmark::DoNotOptimize(v.data_ptr());
+    }
+  }
+  set_logits(state, b.n, c);
+}
+
+const char* name(Which w) {
+  switch (w) {
+    case Which::ce: return "CE";
+    case Which::focal: return "Focal";
+    case Which::ldam: return "LDAM";
+    default: return "LMF";
+  }
+}
+
+template <class T>
+void register_all(const char* type, const std::vector<Index>& classes, bool everything) {
+  for (Index c : classes) {
+    const std::string suffix = std::string("/") + type + "/C:" + std::to_string(c);
+    for (bool grad : {true, false}) {
+      const std::string g = grad ? "value_and_gradient" : "value";
+      benchmark::RegisterBenchmark(("libtorch/LMF/" + g + suffix).c_str(), bm_torch<T>, Which::lmf_loss, c, grad)
+          ->Unit(benchmark::kMillisecond)
+          ->MinTime(1.0);
+    }
+    if (everything)
+      for (Which w : {Which::ce, Which::focal, Which::ldam})
+        benchmark::RegisterBenchmark((std::string("libtorch/") + name(w) + "/value_and_gradient" + suffix).c_str(),
+                                     bm_torch<T>, w, c, true)
+            ->Unit(benchmark::kMillisecond)
+            ->MinTime(1.0);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  register_all<float>("float", {2, 7, 10, 100, 1000, 32768}, true);
+  register_all<double>("double", {10, 1000}, false);
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,54 @@
+// Shared set-up of lmf's benchmarks: the sizes, the batches, the losses.
+#pragma once
+
+#include <lmf/lmf.hpp>
+
+#include <benchmark/benchmark.h>
+
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace lmf_bench {
+
+using lmf::Index;
+template <class T>
+using MatR = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+/// N * C ~ 4M logits for every C (the setting).
+inline Index rows_for(Index c) { return std::max<Index>(1, (Index(1) << 22) / c); }
+
+inline Eigen::VectorXi long_tail_counts(Index c) {
+  Eigen::VectorXi n(c);
+  for (Index j = 0; j < c; ++j)
+    n(j) = std::max(1, int(std::lround(5000.0 * std::pow(100.0, -double(j) / double(std::max<Index>(c - 1, 1))))));
+  return n;
+}
+
+/// A fixed random batch: row-major N x C logits (PyTorch's layout) and labels.
+template <class T>
+struct Batch {
+  MatR<T> x, g;
+  Eigen::VectorXi y;
+  Index n, c;
+  explicit Batch(Index classes) : n(rows_for(classes)), c(classes) {
+    std::mt19937_64 gen(42);
+    std::normal_distribution<double> d(0, 2);
+    std::uniform_int_distribution<int> u(0, int(c) - 1);
+    x.resize(n, c);
+    g.resize(n, c);
+    y.resize(n);
+    for (Index i = 0; i < x.size(); ++i) x.data()[i] = T(d(gen));
+    for (Index i = 0; i < n; ++i) y(i) = u(gen);
+  }
+};
+
+/// Benchmark counters: logits per second (Google Benchmark prints its inverse in the script).
+inline void set_logits(benchmark::State& state, Index n, Index c) {
+  state.SetItemsProcessed(int64_t(state.iterations()) * n * c);
+  state.counters["N"] = double(n);
+  state.counters["C"] = double(c);
+}
+
+}  // namespace lmf_bench

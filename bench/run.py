@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Runs lmf's benchmarks and prints ns/logit and the ratios against the peers, as Markdown.
+
+  bench/run.py BUILD_DIR [--min-time SECONDS] [--filter REGEX] [--json OUT]
+
+Runs BUILD_DIR/bench/bench_lmf (lmf fast path, lmf scalar kernel, naive Eigen, memcpy floor)
+and, when it was built, BUILD_DIR/bench/bench_torch (libtorch, one thread), all on the same
+batches: N * C ~ 4M logits, row-major. Every number is wall time per logit from the same run.
+"""
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+
+
+def run(binary, min_time, flt):
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+        out = f.name
+    cmd = [binary, f"--benchmark_out={out}", "--benchmark_out_format=json", f"--benchmark_min_time={min_time}"]
+    if flt:
+        cmd.append(f"--benchmark_filter={flt}")
+    print("running", " ".join(cmd), file=sys.stderr)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    with open(out) as f:
+        data = json.load(f)
+    os.unlink(out)
+    return data
+
+
+def parse(data, results):
+    for b in data["benchmarks"]:
+        name = re.sub(r"/min_time:[0-9.]+", "", b["name"])
+        # impl/loss/op/type/C:c  or  memcpy_floor/type/C:c
+        parts = name.split("/")
+        c = int(parts[-1].split(":")[1])
+        dtype = parts[-2]
+        n_logits = b["N"] * b["C"]
+        unit = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}[b.get("time_unit", "ns")]
+        ns_per_logit = b["real_time"] * unit / n_logits
+        if parts[0] == "memcpy_floor":
+            results[(dtype, c)]["memcpy"] = ns_per_logit
+        else:
+            impl, loss, op = parts[0], parts[1], parts[2]
+            results[(dtype, c)][(impl, loss, op)] = ns_per_logit
+    return data.get("context", {})
+
+
+def fmt(v):
+    return "—" if v is None else (f"{v:.2f}" if v < 10 else f"{v:.1f}")
+
+
+def ratio(a, b):
+    return "—" if a is None or b is None else f"{a / b:.1f}×"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("build_dir")
+    ap.add_argument("--min-time", default="0.5")
+    ap.add_argument("--filter", default="")
+    ap.add_argument("--json", default="")
+    args = ap.parse_args()
+    results = defaultdict(dict)
+    context = parse(run(os.path.join(args.build_dir, "bench", "bench_lmf"), args.min_time, args.filter), results)
+    torch_bin = os.path.join(args.build_dir, "bench", "bench_torch")
+    has_torch = os.path.exists(torch_bin)
+    if has_torch:
+        parse(run(torch_bin, args.min_time, args.filter), results)
+
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    print(f"Machine: {cpu or platform.processor()}, {context.get('num_cpus', '?')} CPUs, "
+          f"{context.get('mhz_per_cpu', '?')} MHz; {context.get('date', '')}\n")
+    print("ns per logit (wall time, one thread unless noted), N·C ≈ 4M logits, row-major\n")
+    print("| type | C | op | lmf fast | lmf scalar | naive Eigen | libtorch | memcpy | libtorch / lmf | lmf / memcpy | 2 threads speed-up |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for (dtype, c) in sorted(results, key=lambda k: (k[0] != "float", k[1])):
+        r = results[(dtype, c)]
+        mem = r.get("memcpy")
+        for op in ("value_and_gradient", "value"):
+            fast = r.get(("lmf_fast", "LMF", op))
+            if fast is None:
+                continue
+            two = r.get(("lmf_fast_2threads", "LMF", op))
+            print(f"| {dtype} | {c} | LMF {op} | {fmt(fast)} | {fmt(r.get(('lmf_scalar', 'LMF', op)))} | "
+                  f"{fmt(r.get(('naive_eigen', 'LMF', op)))} | {fmt(r.get(('libtorch', 'LMF', op)))} | {fmt(mem)} | "
+                  f"{ratio(r.get(('libtorch', 'LMF', op)), fast)} | {ratio(fast, mem)} | "
+                  f"{ratio(fast, two) if two else '—'} |")
+        for loss in ("CE", "Focal", "LDAM"):
+            fast = r.get(("lmf_fast", loss, "value_and_gradient"))
+            if fast is None:
+                continue
+            print(f"| {dtype} | {c} | {loss} value_and_gradient | {fmt(fast)} | — | — | "
+                  f"{fmt(r.get(('libtorch', loss, 'value_and_gradient')))} | {fmt(mem)} | "
+                  f"{ratio(r.get(('libtorch', loss, 'value_and_gradient')), fast)} | {ratio(fast, mem)} | — |")
+    if not has_torch:
+        print("\n(libtorch not built: install libtorch-dev for the peer column)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({f"{k[0]}/{k[1]}": {("/".join(kk) if isinstance(kk, tuple) else kk): v for kk, v in d.items()}
+                       for k, d in results.items()}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
