@@ -79,13 +79,18 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
     alignas(64) T values[kMaxTerms][W];
     for (int t = 0; t < k.n_terms; ++t) {
       const TermParams<T>& p = k.terms[t];
-      alignas(64) T my_arr[W], wy_arr[W];
-      for (Index j = 0; j < W; ++j) {
-        const Index y = ylane[j] >= T(0) ? Index(ylane[j]) : 0;
-        my_arr[j] = p.m ? p.m[y] : T(0);
-        wy_arr[j] = p.w ? p.w[y] : T(1);
+      B my = zero, wy = one;
+      const B s(p.s);
+      if (p.m || p.w) {  // per-lane class parameters of the targets
+        alignas(64) T my_arr[W], wy_arr[W];
+        for (Index j = 0; j < W; ++j) {
+          const Index y = ylane[j] >= T(0) ? Index(ylane[j]) : 0;
+          my_arr[j] = p.m ? p.m[y] : T(0);
+          wy_arr[j] = p.w ? p.w[y] : T(1);
+        }
+        my = B::load_aligned(my_arr);
+        wy = B::load_aligned(wy_arr);
       }
-      const B my = B::load_aligned(my_arr), wy = B::load_aligned(wy_arr), s(p.s);
       const M y_ref = xy - my >= X;
       const B x_ref = xsimd::select(y_ref, xy, X), delta = xsimd::select(y_ref, my, zero);
       // exponents z_c - z_k as differences of raw logits; the target's includes its margin, so
