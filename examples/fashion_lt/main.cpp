@@ -8,7 +8,7 @@
 // of each training step spent in lmf's value_and_gradient. --out DIR: per-class recall and
 // training-loss curves as CSV, and both as an SVG chart. stderr: progress.
 //
-//   fashion_lt                                   # defaults: rho 100, 3 seeds, 12 epochs (~2 min)
+//   fashion_lt                                   # defaults: rho 100, 3 seeds, 12 epochs (1-2 min)
 //   fashion_lt --rho 10 --seeds 5 --out results
 //
 // Data: the Debian package dataset-fashion-mnist (/usr/share/datasets/fashion-mnist), or any
@@ -170,7 +170,8 @@ struct LossSetup {
   bool deferred_reweighting = false;
 };
 
-/// Deferred re-weighting starts at 80% of the epochs (Cao et al.: epoch 160 of 200), 0-based.
+/// Deferred re-weighting starts at 80% of the epochs, rounded down (Cao et al.: epoch 160 of 200);
+/// 0-based.
 int drw_start_epoch(int epochs) { return (4 * epochs) / 5; }
 
 // The named losses add no data members to lmf::Loss<float>, so they are held by value as one.
@@ -493,6 +494,13 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_option("--batch", s.batch, "Mini-batch size")->capture_default_str()->check(CLI::Range(1, 1 << 20));
   CLI11_PARSE(app, argc, argv);
+
+  // lmf::lmf links OpenMP when it is found, which also turns on Eigen's multi-threaded matrix
+  // products in this program. For these small products (128 x 784 x 256) threads gain little,
+  // and on a busy machine OpenMP's waiting threads can make a run many times slower, so the
+  // model runs on one thread: the run time stays predictable. (lmf itself only threads
+  // batches of 32K+ logits; this example's batches have 1,280.)
+  Eigen::setNbThreads(1);
 
   try {
     return run(s);

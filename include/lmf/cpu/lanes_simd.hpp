@@ -40,18 +40,15 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
 
   Index i0 = begin;
   for (; i0 + W <= end; i0 += W) {
-    // where the W rows are, their labels
-    Index xoff[W], goff[W];
-    alignas(64) T ylane[W], xy_arr[W], counted_arr[W];
+    // where the W rows are, their labels (-1 for ignored rows: no class matches)
+    Index xoff[W], goff[W], ylane[W];
     for (Index j = 0; j < W; ++j) {
       const Index i = i0 + j;
       const Index n = lx.inner == 1 ? i : i / lx.inner, d = lx.inner == 1 ? 0 : i % lx.inner;
       xoff[j] = lx.offset(n, d, 0);
       goff[j] = k.grad ? k.lg.offset(n, d, 0) : 0;
       const std::int64_t label = static_cast<std::int64_t>(k.labels[i * k.label_stride]);
-      const bool counted = label != k.ignore_index;
-      ylane[j] = counted ? T(label) : T(-1);
-      counted_arr[j] = counted ? T(1) : T(0);
+      ylane[j] = label != k.ignore_index ? Index(label) : Index(-1);
     }
     bool adjacent = true;
     for (Index j = 1; j < W; ++j) adjacent &= xoff[j] == xoff[0] + j;
@@ -59,11 +56,11 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
       for (Index c = 0; c < C; ++c) B::load_unaligned(k.x + xoff[0] + c * cs).store_aligned(tile + c * W);
     } else {
       for (Index c = 0; c < C; ++c)
-        for (Index j = 0; j < W; ++j) tile[c * W + j] = k.x[xoff[j] + c * cs];
+        simd::lanes_from<T>([&](Index j) { return k.x[xoff[j] + c * cs]; }).store_aligned(tile + c * W);
     }
-    for (Index j = 0; j < W; ++j) xy_arr[j] = ylane[j] >= T(0) ? tile[Index(ylane[j]) * W + j] : T(0);
-    const B yv = B::load_aligned(ylane), xy = B::load_aligned(xy_arr);
-    const M counted = B::load_aligned(counted_arr) != zero;
+    const B yv = simd::lanes_from<T>([&](Index j) { return T(ylane[j]); });
+    const B xy = simd::lanes_from<T>([&](Index j) { return ylane[j] >= 0 ? k.x[xoff[j] + ylane[j] * cs] : T(0); });
+    const M counted = yv >= zero;
 
     // X = max over the non-target logits, per lane; every counted logit within the limit
     B X = neg_inf;
@@ -79,18 +76,9 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
     alignas(64) T values[kMaxTerms][W];
     for (int t = 0; t < k.n_terms; ++t) {
       const TermParams<T>& p = k.terms[t];
-      B my = zero, wy = one;
       const B s(p.s);
-      if (p.m || p.w) {  // per-lane class parameters of the targets
-        alignas(64) T my_arr[W], wy_arr[W];
-        for (Index j = 0; j < W; ++j) {
-          const Index y = ylane[j] >= T(0) ? Index(ylane[j]) : 0;
-          my_arr[j] = p.m ? p.m[y] : T(0);
-          wy_arr[j] = p.w ? p.w[y] : T(1);
-        }
-        my = B::load_aligned(my_arr);
-        wy = B::load_aligned(wy_arr);
-      }
+      const B my = p.m ? simd::lanes_from<T>([&](Index j) { return ylane[j] >= 0 ? p.m[ylane[j]] : T(0); }) : zero;
+      const B wy = p.w ? simd::lanes_from<T>([&](Index j) { return ylane[j] >= 0 ? p.w[ylane[j]] : T(1); }) : one;
       const M y_ref = xy - my >= X;
       const B x_ref = xsimd::select(y_ref, xy, X), delta = xsimd::select(y_ref, my, zero);
       // exponents z_c - z_k as differences of raw logits; the target's includes its margin, so

@@ -6,6 +6,8 @@
 
 #include <xsimd/xsimd.hpp>
 
+#include <utility>
+
 namespace lmf {
 namespace detail {
 namespace simd {
@@ -18,6 +20,20 @@ using mask = xsimd::batch_bool<T>;
 template <class T>
 constexpr Index width() {
   return Index(batch<T>::size);
+}
+
+namespace detail_lanes {
+template <class T, class F, std::size_t... J>
+batch<T> make(F&& f, std::index_sequence<J...>) {
+  return batch<T>({static_cast<T>(f(Index(J)))...});
+}
+}  // namespace detail_lanes
+
+/// The batch {f(0), f(1), ..., f(W-1)}, built in registers. (Writing the lanes to memory one by
+/// one and loading them as a vector would stall on store forwarding.)
+template <class T, class F>
+batch<T> lanes_from(F&& f) {
+  return detail_lanes::make<T>(f, std::make_index_sequence<batch<T>::size>());
 }
 
 /// Largest lane of v.
