@@ -30,9 +30,17 @@
 namespace lmf {
 namespace detail {
 
-/// Rows per block of the fixed-order reduction. Block sums are added in block order, so the
-/// result does not depend on how blocks are scheduled.
-constexpr Index kBlockRows = 512;
+/// Rows per block of the fixed-order reduction: about 16K logits (so that wide rows still give
+/// many blocks to share among threads), a multiple of 16 (whole SIMD groups), from 16 to 512.
+/// It depends on C only: block sums are added in block order, so the result does not depend on
+/// how blocks are scheduled or on the thread count.
+inline Index block_rows(Index classes) {
+  const Index target = (Index(1) << 14) / std::max<Index>(classes, 1);
+  return std::min<Index>(512, std::max<Index>(16, (target + 15) / 16 * 16));
+}
+
+/// Batches with fewer logits than this run on one thread.
+constexpr Index kParallelMinLogits = Index(1) << 15;
 
 /// What a call asks for.
 template <class T>
@@ -92,7 +100,7 @@ T logit_limit(const LossSpec<T>& spec) {
 
 /// True if every element of the contiguous range [x, x + n) is within `limit` (SIMD sweep).
 template <class T>
-bool all_within(const T* x, Index n, T limit) {
+bool all_within_serial(const T* x, Index n, T limit) {
   using B = simd::batch<T>;
   constexpr Index W = simd::width<T>();
   const B lim(limit);
@@ -107,6 +115,22 @@ bool all_within(const T* x, Index n, T limit) {
   return result;
 }
 
+/// all_within_serial over chunks of 64K elements, on OpenMP threads for large buffers.
+template <class T>
+bool all_within(const T* x, Index n, T limit, int threads) {
+  constexpr Index chunk = Index(1) << 16;
+  const Index chunks = (n + chunk - 1) / chunk;
+  bool ok = true;
+#if defined(_OPENMP)
+  const int team = n >= kParallelMinLogits ? int(std::min<Index>(threads > 0 ? threads : omp_get_max_threads(), chunks)) : 1;
+#pragma omp parallel for schedule(static) reduction(&& : ok) num_threads(team) if (team > 1)
+#else
+  (void)threads;
+#endif
+  for (Index b = 0; b < chunks; ++b) ok = ok && all_within_serial(x + b * chunk, std::min(chunk, n - b * chunk), limit);
+  return ok;
+}
+
 /// Finds the first logit of a counted row that is not finite or beyond `limit`. A buffer that
 /// is one contiguous block is swept with SIMD first; only if that finds something (possibly in
 /// an ignored row, which is allowed) are the rows examined one by one.
@@ -117,7 +141,8 @@ Status check_logits(const LossSpec<T>& spec, const T* x, const Layout& lx, const
   const bool contiguous_rows = lx.inner == 1 && lx.class_stride == 1 && lx.sample_stride == C;
   const bool contiguous_cols = lx.inner == 1 && lx.sample_stride == 1 && lx.class_stride == lx.samples;
   const bool contiguous_nchw = lx.inner_stride == 1 && lx.class_stride == lx.inner && lx.sample_stride == C * lx.inner;
-  if ((contiguous_rows || contiguous_cols || contiguous_nchw) && all_within(x, rows * C, limit)) return {};
+  if ((contiguous_rows || contiguous_cols || contiguous_nchw) && all_within(x, rows * C, limit, spec.threads))
+    return {};
   for (Index i = 0; i < rows; ++i) {
     if (static_cast<std::int64_t>(labels[i * label_stride]) == spec.ignore_index) continue;
     const Index n = lx.inner == 1 ? i : i / lx.inner, d = lx.inner == 1 ? 0 : i % lx.inner;
@@ -144,9 +169,6 @@ constexpr Index rows_min_classes() {
   return 3 * simd::width<T>();
 }
 
-/// Batches with fewer logits than this run on one thread.
-constexpr Index kParallelMinLogits = Index(1) << 15;
-
 /// The kernel that evaluates this batch (see lmf::Kernel).
 template <class T>
 Kernel choose_kernel(const LossSpec<T>& spec, const Layout& lx, const Outputs<T>& out) {
@@ -163,14 +185,15 @@ Kernel choose_kernel(const LossSpec<T>& spec, const Layout& lx, const Outputs<T>
   return contiguous && lx.classes >= rows_min_classes<T>() ? Kernel::rows : Kernel::lanes;
 }
 
-/// Runs `kernel` over the rows in fixed blocks of kBlockRows, on up to `threads` threads, and
+/// Runs `kernel` over the rows in fixed blocks of block_rows(C) rows, on up to `threads` threads, and
 /// adds the block sums in block order: the totals are bitwise the same for any thread count.
 /// Returns false if some counted row holds a logit beyond k.limit.
 template <class T, class L>
 bool run_blocks(const KernelArgs<T, L>& k, Kernel kernel, int threads, std::array<Accum, kMaxTerms>& sums) {
   sums.fill(0);
   const Index rows = k.lx.rows(), C = k.lx.classes;
-  const Index blocks = (rows + kBlockRows - 1) / kBlockRows;
+  const Index block = block_rows(C);
+  const Index blocks = (rows + block - 1) / block;
   if (blocks == 0) return true;
   std::vector<Accum> block_sums(std::size_t(blocks * kMaxTerms), Accum(0));
   std::vector<char> block_ok(std::size_t(blocks), 1);
@@ -178,7 +201,7 @@ bool run_blocks(const KernelArgs<T, L>& k, Kernel kernel, int threads, std::arra
                              : kernel == Kernel::lanes ? (k.n_terms + 2) * C * simd::width<T>()
                                                        : 0;
   auto run = [&](Index b, T* scratch) {
-    const Index begin = b * kBlockRows, end = std::min(rows, begin + kBlockRows);
+    const Index begin = b * block, end = std::min(rows, begin + block);
     Accum* out = block_sums.data() + b * kMaxTerms;
     bool ok;
     switch (kernel) {

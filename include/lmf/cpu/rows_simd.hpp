@@ -33,19 +33,19 @@ struct RowTerm {
 /// From X (max over non-target logits), the target logit, rest and the term's parameters:
 /// the term's l, value and gradient factors. Shared by the rows kernel (scalar per row).
 template <class T>
-RowTerm<T> finish_row(const TermParams<T>& p, T wy, T rest, T dy, T e_y) {
+RowTerm<T> finish_row(const TermParams<T>& p, T wy, T rest, T others, T dy, T e_y) {
   const T l = math::cross_entropy_from(dy, rest);
+  const T inv = T(1) / (T(1) + rest);
   T value, derivative;
   if (p.batch_focus) {
     value = wy * l;
     derivative = p.batch_derivative;
   } else {
-    const math::Focus<T> f = math::focus(l, p.gamma);
+    const math::Focus<T> f = math::focus(l, others * inv, p.gamma);  // 1 - p_t = others / (1 + rest)
     value = wy * f.value;
     derivative = f.derivative;
   }
   const T coef = p.scale * wy * derivative * p.s;
-  const T inv = T(1) / (T(1) + rest);
   return {value, coef * inv, coef * math::softmax_minus_onehot(e_y, true, rest, inv)};
 }
 
@@ -131,7 +131,7 @@ bool rows_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, T
         rest = (others - T(1)) + e_y;  // others >= 1 here; see docs/math.md on its accuracy
       }
       const T wy = p.w ? p.w[y] : T(1);
-      parts[t] = finish_row(p, wy, rest, dy, e_y);
+      parts[t] = finish_row(p, wy, rest, others, dy, e_y);
       sums[t] += static_cast<Accum>(parts[t].value);
       if (k.row_values) row_value += k.term_weights[t] * parts[t].value;
     }
