@@ -327,33 +327,18 @@ Summary summarize(const std::string& name, const std::vector<RunResult>& runs) {
   return s;
 }
 
-/// Display width of a UTF-8 string (code points; enough for "±" and "µ").
-std::size_t display_width(const std::string& s) {
-  std::size_t w = 0;
-  for (unsigned char ch : s) w += (ch & 0xC0) != 0x80;
-  return w;
-}
-
-/// Prints a Markdown table with padded columns: the first left-aligned, the others right-aligned.
+/// Prints a Markdown table: the header line exactly as given ("| loss | accuracy | ... |"),
+/// the first column left-aligned, the others right-aligned.
 void print_markdown_table(std::ostream& os, const std::vector<std::string>& header,
                           const std::vector<std::vector<std::string>>& rows) {
-  std::vector<std::size_t> width(header.size());
-  for (std::size_t j = 0; j < header.size(); ++j) {
-    width[j] = display_width(header[j]);
-    for (const auto& r : rows) width[j] = std::max(width[j], display_width(r[j]));
-  }
   auto print_row = [&](const std::vector<std::string>& cells) {
     os << "|";
-    for (std::size_t j = 0; j < cells.size(); ++j) {
-      const std::string pad(width[j] - display_width(cells[j]), ' ');
-      os << " " << (j == 0 ? cells[j] + pad : pad + cells[j]) << " |";
-    }
+    for (const std::string& cell : cells) os << " " << cell << " |";
     os << "\n";
   };
   print_row(header);
   os << "|";
-  for (std::size_t j = 0; j < header.size(); ++j)
-    os << (j == 0 ? std::string(width[j] + 2, '-') : std::string(width[j] + 1, '-') + ":") << "|";
+  for (std::size_t j = 0; j < header.size(); ++j) os << (j == 0 ? "---" : "---:") << "|";
   os << "\n";
   for (const auto& r : rows) print_row(r);
 }
