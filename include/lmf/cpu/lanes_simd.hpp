@@ -38,6 +38,9 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
   const B zero(T(0)), one(T(1)), neg_inf(-std::numeric_limits<T>::infinity()), limit(k.limit);
   bool ok = true;
 
+  // Per-lane partial sums in registers (adding into sums[] row by row would chain every add
+  // through memory); lanes are added in lane order at the end: a fixed order.
+  alignas(64) Accum lane_sums[kMaxTerms][W] = {};
   Index i0 = begin;
   for (; i0 + W <= end; i0 += W) {
     // where the W rows are, their labels (-1 for ignored rows: no class matches)
@@ -119,7 +122,7 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
       gy_total += coef * (((e_y - one) - rest) * inv);
     }
     for (int t = 0; t < k.n_terms; ++t)
-      for (Index j = 0; j < W; ++j) sums[t] += static_cast<Accum>(values[t][j]);
+      for (Index j = 0; j < W; ++j) lane_sums[t][j] += static_cast<Accum>(values[t][j]);
     if (k.row_values) {
       alignas(64) T rv[W];
       row_value.store_aligned(rv);
@@ -144,6 +147,8 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
         for (Index j = 0; j < W; ++j) k.grad[goff[j] + c * gcs] = gtile[c * W + j];
     }
   }
+  for (int t = 0; t < k.n_terms; ++t)
+    for (Index j = 0; j < W; ++j) sums[t] += lane_sums[t][j];
   if (i0 < end) ok &= scalar_rows(k, i0, end, sums);
   return ok;
 }
