@@ -33,6 +33,10 @@ int main() {
             << "per-row values:              " << per_row.transpose() << "\n"
             << "gradient dL/dlogits:\n" << grad << "\n\n";
 
+  lmf::LMFLoss<float>::Options weighted;
+  weighted.class_weights = weights;  // class-balanced weights in both terms
+  std::cout << "LMF with class-balanced weights: " << lmf::LMFLoss<float>(counts, weighted).value(logits, labels)
+            << "\n";
   const auto official = lmf::LMFLoss<float>::official_code(counts);
   std::cout << "official-code preset (1.5 LDAM + 1 focal, gamma 1.5): "
             << official.value(logits, labels) << "\n";

@@ -2,6 +2,7 @@
 // before anything is written — the caller's gradient and per-row buffers stay bitwise intact.
 #include "support.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 
@@ -197,5 +198,44 @@ TEMPLATE_TEST_CASE("mean over zero counted rows is 0 with a zero gradient", "[er
       REQUIRE(loss.value_and_gradient(x, y, g) == T(0));
       REQUIRE(g.isZero());
     }
+  }
+}
+
+TEMPLATE_TEST_CASE("buffers and specs that cannot work are rejected", "[errors]", float, double) {
+  using T = TestType;
+  const Index n = 12, c = 4;
+  Mat<T> x = random_logits<T>(n, c);
+  const Labels y = random_labels(n, c);
+  const lmf::CrossEntropyLoss<T> ce;
+  SECTION("a gradient that overlaps the logits (in place) is an error, and nothing is written") {
+    const Mat<T> x0 = x;
+    REQUIRE_THROWS_WITH(ce.value_and_gradient(x, y, x), Catch::Contains("gradient buffer overlaps the logits"));
+    REQUIRE(x == x0);
+    REQUIRE_THROWS_WITH(ce.value_and_gradient(x.data(), lmf::Layout::col_major(n, c), y.data(), x.data() + 5),
+                        Catch::Contains("overlaps"));
+  }
+  SECTION("a gradient layout with a zero stride is an error") {
+    std::vector<T> g(std::size_t(n * c), T(0));
+    lmf::Layout bad = lmf::Layout::row_major(n, c);
+    bad.class_stride = 0;  // every class of a row would be written to one place
+    REQUIRE_THROWS_WITH(ce.value_and_gradient(x.data(), bad, y.data(), g.data()), Catch::Contains("zero stride"));
+    REQUIRE(std::all_of(g.begin(), g.end(), [](T v) { return v == T(0); }));
+  }
+  SECTION("more than 4 terms fails at construction") {
+    lmf::LossSpec<T> spec;
+    spec.terms.resize(5);
+    REQUIRE_THROWS_WITH(lmf::Loss<T>(spec), Catch::Contains("at most 4 terms, got 5"));
+  }
+  SECTION("set_class_weights with an empty vector makes the loss unweighted for any C again") {
+    lmf::CrossEntropyLoss<T> loss;
+    loss.set_class_weights(Vec<T>::Ones(3));
+    REQUIRE(loss.classes() == 3);
+    REQUIRE_THROWS_AS(loss.value(x, y), lmf::Error);  // 4 classes now rejected
+    loss.set_class_weights(Vec<T>());
+    REQUIRE(loss.classes() == 0);
+    REQUIRE(std::isfinite(loss.value(x, y)));
+    lmf::LMFLoss<T> lmf_loss(long_tail_counts(c));
+    lmf_loss.set_class_weights(Vec<T>());
+    REQUIRE(lmf_loss.classes() == c);  // the margins still fix C
   }
 }

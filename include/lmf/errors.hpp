@@ -2,7 +2,8 @@
 //
 // Every public entry point validates all of its input before it writes a single byte of output.
 // A violation is reported as lmf::Error (derived from std::invalid_argument) whose message says
-// what is wrong and where, e.g. "lmf: label 7 at row 12 is outside [0, 4) (ignore_index -100)".
+// what is wrong and where, e.g.
+// "lmf: label 7 at row 12 is outside [0, 4) (and is not ignore_index -100)".
 // The try_* entry points report the same message through lmf::Status and never throw.
 #pragma once
 

@@ -1,4 +1,4 @@
-// lmf/lmf.hpp — the umbrella header: everything CPU-side. Compiles without CUDA.
+// lmf/lmf.hpp — the umbrella header: everything CPU-side (there is no CUDA backend yet).
 //
 //   #include <lmf/lmf.hpp>
 //   lmf::LMFLoss<float> loss(counts);

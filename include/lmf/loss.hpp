@@ -79,7 +79,9 @@ class Loss {
   using Scalar = T;
 
   /// Validates the spec; throws lmf::Error naming the offending option.
-  explicit Loss(LossSpec<T> spec) : spec_(std::move(spec)) { detail::validate(spec_); }
+  explicit Loss(LossSpec<T> spec) : spec_(std::move(spec)), declared_classes_(spec_.classes) {
+    detail::validate(spec_);
+  }
 
   const LossSpec<T>& spec() const { return spec_; }
   /// Number of classes, or 0 if the loss accepts any.
@@ -92,6 +94,7 @@ class Loss {
   template <class D>
   void set_class_weights(const Eigen::MatrixBase<D>& weights) {
     LossSpec<T> next = spec_;
+    next.classes = declared_classes_;  // re-inferred: an empty vector accepts any C again
     for (Term<T>& t : next.terms) t.w = weights.template cast<T>();
     detail::validate(next);
     spec_ = std::move(next);
@@ -148,12 +151,14 @@ class Loss {
 
   template <class L>
   T value(const T* logits, const Layout& layout, const L* labels) const {
+    static_assert(std::is_integral<L>::value, "lmf: labels must be integers (int32_t, int64_t, ...)");
     T v{};
     detail::raise_if(try_value(logits, layout, labels, v));
     return v;
   }
   template <class L>
   T value_and_gradient(const T* logits, const Layout& layout, const L* labels, T* grad) const {
+    static_assert(std::is_integral<L>::value, "lmf: labels must be integers (int32_t, int64_t, ...)");
     T v{};
     detail::raise_if(try_value_and_gradient(logits, layout, labels, grad, v));
     return v;
@@ -161,6 +166,7 @@ class Loss {
   /// values: layout.rows() contiguous entries, row i = n * inner + d. grad may be null.
   template <class L>
   void per_row(const T* logits, const Layout& layout, const L* labels, T* values, T* grad = nullptr) const {
+    static_assert(std::is_integral<L>::value, "lmf: labels must be integers (int32_t, int64_t, ...)");
     detail::raise_if(try_per_row(logits, layout, labels, values, grad));
   }
 
@@ -200,10 +206,12 @@ class Loss {
 
   template <class L>
   Status try_value(const T* logits, const Layout& layout, const L* labels, T& out) const {
+    static_assert(std::is_integral<L>::value, "lmf: labels must be integers (int32_t, int64_t, ...)");
     return reduced(logits, layout, labels, 1, detail::Outputs<T>{}, out);
   }
   template <class L>
   Status try_value_and_gradient(const T* logits, const Layout& layout, const L* labels, T* grad, T& out) const {
+    static_assert(std::is_integral<L>::value, "lmf: labels must be integers (int32_t, int64_t, ...)");
     detail::Outputs<T> o;
     o.grad = grad;
     o.lg = layout;
@@ -213,6 +221,7 @@ class Loss {
   }
   template <class L>
   Status try_per_row(const T* logits, const Layout& layout, const L* labels, T* values, T* grad) const {
+    static_assert(std::is_integral<L>::value, "lmf: labels must be integers (int32_t, int64_t, ...)");
     detail::Outputs<T> o;
     o.row_values = values;
     o.grad = grad;
@@ -281,6 +290,7 @@ class Loss {
   }
 
   LossSpec<T> spec_;
+  Index declared_classes_;  ///< spec.classes as given (0: inferred from the per-class vectors)
 };
 
 }  // namespace lmf

@@ -162,10 +162,14 @@ class LMFLoss : public Loss<T> {
   /// modulation applied to the batch's weighted-mean cross entropy l (phi(l) = (1-e^-l)^2 l),
   /// not per sample. Reduction is mean (the only one that code defines).
   template <class D>
-  static LMFLoss seed_code(const Eigen::MatrixBase<D>& counts, const Vector<T>& class_weights = Vector<T>(),
+  static LMFLoss seed_code(const Eigen::MatrixBase<D>& counts, std::int64_t ignore_index = -100) {
+    return seed_code(counts, Vector<T>(), ignore_index);
+  }
+  template <class D, class DW>
+  static LMFLoss seed_code(const Eigen::MatrixBase<D>& counts, const Eigen::MatrixBase<DW>& class_weights,
                            std::int64_t ignore_index = -100) {
     Options o;
-    o.class_weights = class_weights;
+    o.class_weights = class_weights.template cast<T>();
     o.ignore_index = ignore_index;
     LossSpec<T> spec = make(counts, o);
     std::swap(spec.terms[0], spec.terms[1]);  // the seed code adds focal first

@@ -93,18 +93,18 @@ struct LossSpec {
 
 namespace detail {
 
+/// Checks a per-class vector: finite entries (>= 0 if `nonnegative`), and C entries when the
+/// number of classes is known (else it sets it). `who` prefixes the message.
 template <class T>
-void check_class_vector(const Vector<T>& v, Index& classes, const char* what, std::size_t term,
+void check_class_vector(const Vector<T>& v, Index& classes, const char* what, const std::string& who,
                         bool nonnegative) {
   if (v.size() == 0) return;
-  LMF_CHECK_ARG(classes == 0 || v.size() == classes, "term ", term, ": ", what, " has ", v.size(),
+  LMF_CHECK_ARG(classes == 0 || v.size() == classes, who, what, " has ", v.size(),
                 " entries but the loss has ", classes, " classes");
   classes = v.size();
   for (Index j = 0; j < v.size(); ++j) {
-    LMF_CHECK_ARG(std::isfinite(v(j)), "term ", term, ": ", what, " of class ", j, " is ", v(j),
-                  " (must be finite)");
-    LMF_CHECK_ARG(!nonnegative || v(j) >= T(0), "term ", term, ": ", what, " of class ", j, " is ",
-                  v(j), " (must be >= 0)");
+    LMF_CHECK_ARG(std::isfinite(v(j)), who, what, " of class ", j, " is ", v(j), " (must be finite)");
+    LMF_CHECK_ARG(!nonnegative || v(j) >= T(0), who, what, " of class ", j, " is ", v(j), " (must be >= 0)");
   }
 }
 
@@ -113,6 +113,7 @@ void check_class_vector(const Vector<T>& v, Index& classes, const char* what, st
 template <class T>
 void validate(LossSpec<T>& spec) {
   LMF_CHECK_ARG(!spec.terms.empty(), "a loss needs at least one term");
+  LMF_CHECK_ARG(spec.terms.size() <= 4, "a loss has at most 4 terms, got ", spec.terms.size());
   const int r = static_cast<int>(spec.reduction);
   LMF_CHECK_ARG(r >= 0 && r <= 2, "unknown reduction (enum value ", r, "; expected none, sum or mean)");
   Index classes = spec.classes;
@@ -133,10 +134,13 @@ void validate(LossSpec<T>& spec) {
     LMF_CHECK_ARG(term.focus_on == FocusOn::row || spec.reduction == Reduction::mean, "term ", t,
                   ": focus on the batch mean (seed-code convention) needs reduction mean, got ",
                   to_string(spec.reduction));
-    check_class_vector(term.a, classes, "multiplier a", t, false);
-    check_class_vector(term.m, classes, "margin m", t, true);
-    check_class_vector(term.b, classes, "offset b", t, false);
-    check_class_vector(term.w, classes, "class weight", t, true);
+    // named losses have one set of class weights for all terms: no "term t" in their messages
+    const std::string who = spec.terms.size() == 1 || term.w.size() == 0 ? std::string()
+                                                                         : "term " + std::to_string(t) + ": ";
+    check_class_vector(term.a, classes, "multiplier a", who, false);
+    check_class_vector(term.m, classes, "margin m", who, true);
+    check_class_vector(term.b, classes, "offset b", who, false);
+    check_class_vector(term.w, classes, "class weight", std::string(), true);
   }
   spec.classes = classes;
 }

@@ -15,7 +15,7 @@
 #include <lmf/cpu/scalar.hpp>
 #include <lmf/spec.hpp>
 
-#include <xsimd/memory/xsimd_aligned_allocator.hpp>
+#include <new>
 
 #if defined(_OPENMP)
 #include <omp.h>
@@ -163,6 +163,27 @@ Status check_logits(const LossSpec<T>& spec, const T* x, const Layout& lx, const
   return {};
 }
 
+/// A 64-byte aligned buffer for the kernels' scratch. No exceptions: works with -fno-exceptions
+/// (an allocation failure is reported like any lmf error: thrown, or printed + abort).
+template <class T>
+class ScratchBuffer {
+ public:
+  explicit ScratchBuffer(Index n) {
+    if (n <= 0) return;
+    data_ = static_cast<T*>(::operator new(sizeof(T) * std::size_t(n), std::align_val_t(64), std::nothrow));
+    if (!data_) raise(message("cannot allocate ", sizeof(T) * std::size_t(n), " bytes of kernel scratch"));
+  }
+  ~ScratchBuffer() {
+    if (data_) ::operator delete(data_, std::align_val_t(64));
+  }
+  ScratchBuffer(const ScratchBuffer&) = delete;
+  ScratchBuffer& operator=(const ScratchBuffer&) = delete;
+  T* data() const { return data_; }
+
+ private:
+  T* data_ = nullptr;
+};
+
 /// Classes from which class-contiguous rows go to the rows kernel rather than the lanes kernel.
 template <class T>
 constexpr Index rows_min_classes() {
@@ -211,14 +232,14 @@ bool run_blocks(const KernelArgs<T, L>& k, Kernel kernel, int threads, std::arra
     }
     block_ok[std::size_t(b)] = ok;
   };
-  using Scratch = std::vector<T, xsimd::aligned_allocator<T, 64>>;
+  using Scratch = ScratchBuffer<T>;
 #if defined(_OPENMP)
   const int max_threads = threads > 0 ? threads : omp_get_max_threads();
   const int team = rows * C >= kParallelMinLogits ? int(std::min<Index>(max_threads, blocks)) : 1;
   if (team > 1) {
 #pragma omp parallel num_threads(team)
     {
-      Scratch scratch(static_cast<std::size_t>(scratch_size));
+      Scratch scratch(scratch_size);
 #pragma omp for schedule(static)
       for (Index b = 0; b < blocks; ++b) run(b, scratch.data());
     }
@@ -227,7 +248,7 @@ bool run_blocks(const KernelArgs<T, L>& k, Kernel kernel, int threads, std::arra
   (void)threads;
 #endif
   {
-    Scratch scratch(static_cast<std::size_t>(scratch_size));
+    Scratch scratch(scratch_size);
     for (Index b = 0; b < blocks; ++b) run(b, scratch.data());
   }
   bool ok = true;
@@ -256,10 +277,21 @@ Status evaluate(const LossSpec<T>& spec, Reduction reduction, const T* x, const 
                                    out.lg.inner, ") but logits are ", lx.samples, "x", lx.classes,
                                    " (inner ", lx.inner, ")"));
   }
+  if (out.grad && lx.rows() > 0 && lx.classes > 0) {
+    const Layout& lg = out.lg;
+    if ((lg.classes > 1 && lg.class_stride == 0) || (lg.samples > 1 && lg.sample_stride == 0) ||
+        (lg.inner > 1 && lg.inner_stride == 0))
+      return Status::error(message("gradient layout has a zero stride: its entries would overlap"));
+    auto extent = [](const Layout& l) {
+      return (l.samples - 1) * l.sample_stride + (l.classes - 1) * l.class_stride + (l.inner - 1) * l.inner_stride + 1;
+    };
+    const T* g_begin = out.grad;
+    const T* g_end = out.grad + extent(lg);
+    if (x != nullptr && x < g_end && g_begin < x + extent(lx))
+      return Status::error(message("the gradient buffer overlaps the logits (write the gradient to a separate buffer)"));
+  }
   if (lx.rows() > 0 && (x == nullptr || labels == nullptr))
     return Status::error(message("null logits or labels pointer for a non-empty batch"));
-  if (static_cast<int>(spec.terms.size()) > kMaxTerms)
-    return Status::error(message("a loss has at most ", kMaxTerms, " terms"));
 
   // 2. labels and denominators
   std::array<Accum, kMaxTerms> denominators{};
