@@ -31,12 +31,12 @@ namespace lmf {
 namespace detail {
 
 /// Rows per block of the fixed-order reduction: about 16K logits (so that wide rows still give
-/// many blocks to share among threads), a multiple of 16 (whole SIMD groups), from 16 to 512.
-/// It depends on C only: block sums are added in block order, so the result does not depend on
-/// how blocks are scheduled or on the thread count.
+/// many blocks to share among threads), a multiple of 32 (whole iterations of the lanes kernel,
+/// up to 16-lane vectors), from 32 to 512. It depends on C only: block sums are added in block
+/// order, so the result does not depend on how blocks are scheduled or on the thread count.
 inline Index block_rows(Index classes) {
   const Index target = (Index(1) << 14) / std::max<Index>(classes, 1);
-  return std::min<Index>(512, std::max<Index>(16, (target + 15) / 16 * 16));
+  return std::min<Index>(512, std::max<Index>(32, (target + 31) / 32 * 32));
 }
 
 /// Batches with fewer logits than this run on one thread.
@@ -219,7 +219,7 @@ bool run_blocks(const KernelArgs<T, L>& k, Kernel kernel, int threads, std::arra
   std::vector<Accum> block_sums(std::size_t(blocks * kMaxTerms), Accum(0));
   std::vector<char> block_ok(std::size_t(blocks), 1);
   const Index scratch_size = kernel == Kernel::rows    ? k.n_terms * C
-                             : kernel == Kernel::lanes ? (k.n_terms + 2) * C * simd::width<T>()
+                             : kernel == Kernel::lanes ? (k.n_terms + 2) * C * simd::width<T>() * kLaneGroups
                                                        : 0;
   auto run = [&](Index b, T* scratch) {
     const Index begin = b * block, end = std::min(rows, begin + block);
