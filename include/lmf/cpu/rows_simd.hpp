@@ -118,12 +118,19 @@ bool rows_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, T
         sum += c == y_chunk ? xsimd::select(iota == B(T(y - c)), B(T(0)), e) : e;
         if (g) e.store_unaligned(e_out + c);
       }
-      T others = xsimd::hadd(sum);
-      for (Index c = C_vec; c < C; ++c) {
-        const T e = std::exp(p.s * ((x[c] - x_ref) + delta));
-        if (c != y) others += e;
-        if (g) e_out[c] = e;
+      if (C_vec < C) {  // the last C % W classes: one padded vector (scalar exps cost far more)
+        const Index rem = C - C_vec;
+        const B v = simd::lanes_from<T>([&](Index j) { return j < rem ? x[C_vec + j] : x_ref; });
+        const B e = simd::fast_exp(s * ((v - B(x_ref)) + B(delta)));
+        const auto keep = (iota < B(T(rem))) && (iota + B(T(C_vec)) != yv);
+        sum += xsimd::select(keep, e, B(T(0)));
+        if (g) {
+          alignas(64) T tail[W];
+          e.store_aligned(tail);
+          for (Index j = 0; j < rem; ++j) e_out[C_vec + j] = tail[j];
+        }
       }
+      const T others = xsimd::hadd(sum);
       T dy = T(0), e_y = T(1), rest = others;
       if (!y_ref) {
         dy = math::adjusted_difference(xy, X, my, T(0), T(0), T(0), p.s);
