@@ -18,10 +18,11 @@ import tempfile
 from collections import defaultdict
 
 
-def run(binary, min_time, flt):
+def run(binary, min_time, flt, repetitions):
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         out = f.name
-    cmd = [binary, f"--benchmark_out={out}", "--benchmark_out_format=json", f"--benchmark_min_time={min_time}"]
+    cmd = [binary, f"--benchmark_out={out}", "--benchmark_out_format=json", f"--benchmark_min_time={min_time}",
+           f"--benchmark_repetitions={repetitions}", "--benchmark_report_aggregates_only=true"]
     if flt:
         cmd.append(f"--benchmark_filter={flt}")
     print("running", " ".join(cmd), file=sys.stderr)
@@ -34,7 +35,9 @@ def run(binary, min_time, flt):
 
 def parse(data, results):
     for b in data["benchmarks"]:
-        name = re.sub(r"/min_time:[0-9.]+", "", b["name"])
+        if b.get("run_type") == "aggregate" and b.get("aggregate_name") != "median":
+            continue  # the median of the repetitions is reported
+        name = re.sub(r"/min_time:[0-9.]+", "", b.get("run_name", b["name"]))
         # impl/loss/op/type/C:c  or  memcpy_floor/type/C:c
         parts = name.split("/")
         c = int(parts[-1].split(":")[1])
@@ -64,13 +67,14 @@ def main():
     ap.add_argument("--min-time", default="0.5")
     ap.add_argument("--filter", default="")
     ap.add_argument("--json", default="")
+    ap.add_argument("--repetitions", default="3", help="runs per benchmark; the median is reported")
     args = ap.parse_args()
     results = defaultdict(dict)
-    context = parse(run(os.path.join(args.build_dir, "bench", "bench_lmf"), args.min_time, args.filter), results)
+    context = parse(run(os.path.join(args.build_dir, "bench", "bench_lmf"), args.min_time, args.filter, args.repetitions), results)
     torch_bin = os.path.join(args.build_dir, "bench", "bench_torch")
     has_torch = os.path.exists(torch_bin)
     if has_torch:
-        parse(run(torch_bin, args.min_time, args.filter), results)
+        parse(run(torch_bin, args.min_time, args.filter, args.repetitions), results)
 
     cpu = ""
     try:
@@ -80,7 +84,8 @@ def main():
         pass
     print(f"Machine: {cpu or platform.processor()}, {context.get('num_cpus', '?')} CPUs, "
           f"{context.get('mhz_per_cpu', '?')} MHz; {context.get('date', '')}\n")
-    print("ns per logit (wall time, one thread unless noted), N·C ≈ 4M logits, row-major\n")
+    print(f"ns per logit (wall time, median of {args.repetitions} runs, one thread unless noted), "
+          "N·C ≈ 4M logits, row-major\n")
     print("| type | C | op | lmf fast | lmf scalar | naive Eigen | libtorch | memcpy | libtorch / lmf | lmf / memcpy | 2 threads speed-up |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for (dtype, c) in sorted(results, key=lambda k: (k[0] != "float", k[1])):
