@@ -10,8 +10,6 @@ using namespace lmf_bench;
 
 namespace {
 
-enum class Which { lmf_loss, ce, focal, ldam };
-
 template <class T>
 lmf::Loss<T> make(Which which, Index c) {
   const Eigen::VectorXi counts = long_tail_counts(c);
@@ -89,15 +87,6 @@ void bm_memcpy(benchmark::State& state, Index c) {
     benchmark::ClobberMemory();
   }
   set_logits(state, b.n, c);
-}
-
-const char* name(Which w) {
-  switch (w) {
-    case Which::ce: return "CE";
-    case Which::focal: return "Focal";
-    case Which::ldam: return "LDAM";
-    default: return "LMF";
-  }
 }
 
 template <class T>

@@ -9,8 +9,6 @@ using namespace lmf_bench;
 
 namespace {
 
-enum class Which { lmf_loss, ce, focal, ldam };
-
 torch::Tensor ldam(const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& m, double s) {
   auto index = torch::zeros_like(x, torch::kBool).scatter_(1, y.view({-1, 1}), true);
   auto batch_m = m.index_select(0, y).view({-1, 1});
@@ -55,15 +53,6 @@ void bm_torch(benchmark::State& state, Which which, Index c, bool gradient) {
     }
   }
   set_logits(state, b.n, c);
-}
-
-const char* name(Which w) {
-  switch (w) {
-    case Which::ce: return "CE";
-    case Which::focal: return "Focal";
-    case Which::ldam: return "LDAM";
-    default: return "LMF";
-  }
 }
 
 template <class T>

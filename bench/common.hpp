@@ -44,6 +44,18 @@ struct Batch {
   }
 };
 
+/// The losses benchmarked: LMF (the paper's defaults) and its single-term relatives.
+enum class Which { lmf_loss, ce, focal, ldam };
+
+inline const char* name(Which w) {
+  switch (w) {
+    case Which::ce: return "CE";
+    case Which::focal: return "Focal";
+    case Which::ldam: return "LDAM";
+    default: return "LMF";
+  }
+}
+
 /// Benchmark counters: logits per second (Google Benchmark prints its inverse in the script).
 inline void set_logits(benchmark::State& state, Index n, Index c) {
   state.SetItemsProcessed(int64_t(state.iterations()) * n * c);

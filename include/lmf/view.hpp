@@ -23,9 +23,14 @@ struct Layout {
 
   /// Rows: samples * inner.
   Index rows() const { return samples * inner; }
-  /// Offset of (row i = n * inner + d, class c).
+  /// Offset of (sample n, pixel d, class c).
   Index offset(Index n, Index d, Index c) const {
     return n * sample_stride + d * inner_stride + c * class_stride;
+  }
+  /// Offset of class 0 of row i = n * inner + d.
+  Index row_offset(Index i) const {
+    if (inner == 1) return i * sample_stride;
+    return offset(i / inner, i % inner, 0);
   }
 
   /// Row-major N x C (PyTorch's (N, C) contiguous tensor).

@@ -145,8 +145,7 @@ Status check_logits(const LossSpec<T>& spec, const T* x, const Layout& lx, const
     return {};
   for (Index i = 0; i < rows; ++i) {
     if (static_cast<std::int64_t>(labels[i * label_stride]) == spec.ignore_index) continue;
-    const Index n = lx.inner == 1 ? i : i / lx.inner, d = lx.inner == 1 ? 0 : i % lx.inner;
-    const T* row = x + lx.offset(n, d, 0);
+    const T* row = x + lx.row_offset(i);
     bool ok = true;
     for (Index c = 0; c < C; ++c) ok &= std::abs(row[c * lx.class_stride]) <= limit;
     if (ok) continue;

@@ -56,9 +56,8 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
     Index xoff[R], goff[R], ylane[R];
     for (Index j = 0; j < R; ++j) {
       const Index i = i0 + j;
-      const Index n = lx.inner == 1 ? i : i / lx.inner, d = lx.inner == 1 ? 0 : i % lx.inner;
-      xoff[j] = lx.offset(n, d, 0);
-      goff[j] = k.grad ? k.lg.offset(n, d, 0) : 0;
+      xoff[j] = lx.row_offset(i);
+      goff[j] = k.grad ? k.lg.row_offset(i) : 0;
       const std::int64_t label = static_cast<std::int64_t>(k.labels[i * k.label_stride]);
       ylane[j] = label != k.ignore_index ? Index(label) : Index(-1);
     }

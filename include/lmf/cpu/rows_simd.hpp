@@ -66,10 +66,8 @@ bool rows_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, T
   bool ok = true;
 
   for (Index i = begin; i < end; ++i) {
-    const Index n = lx.inner == 1 ? i : i / lx.inner;
-    const Index d = lx.inner == 1 ? 0 : i % lx.inner;
-    const T* x = k.x + lx.offset(n, d, 0);
-    T* g = k.grad ? k.grad + k.lg.offset(n, d, 0) : nullptr;
+    const T* x = k.x + lx.row_offset(i);
+    T* g = k.grad ? k.grad + k.lg.row_offset(i) : nullptr;
     const std::int64_t label = static_cast<std::int64_t>(k.labels[i * k.label_stride]);
     if (label == k.ignore_index) {
       if (g) {
