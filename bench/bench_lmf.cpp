@@ -92,7 +92,7 @@ void bm_memcpy(benchmark::State& state, Index c) {
 template <class T>
 void register_all(const char* type, const std::vector<Index>& classes, bool everything) {
   for (Index c : classes) {
-    const std::string suffix = std::string("/") + type + "/C:" + std::to_string(c);
+    const std::string suffix = name_suffix(type, c);
     for (bool grad : {true, false}) {
       const std::string g = grad ? "value_and_gradient" : "value";
       benchmark::RegisterBenchmark(("lmf_fast/LMF/" + g + suffix).c_str(), bm_lmf<T>, Which::lmf_loss, c,
@@ -115,8 +115,8 @@ void register_all(const char* type, const std::vector<Index>& classes, bool ever
 }  // namespace
 
 int main(int argc, char** argv) {
-  register_all<float>("float", {2, 7, 10, 100, 1000, 32768}, true);
-  register_all<double>("double", {10, 1000}, false);
+  register_all<float>("float", float_classes(), true);
+  register_all<double>("double", double_classes(), false);
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

@@ -16,6 +16,22 @@ using lmf::Index;
 template <class T>
 using MatR = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
+/// The class counts benchmarked (bench_lmf and bench_torch use the same): float at every C,
+/// double at 10 and 1000.
+inline const std::vector<Index>& float_classes() {
+  static const std::vector<Index> c = {2, 7, 10, 100, 1000, 32768};
+  return c;
+}
+inline const std::vector<Index>& double_classes() {
+  static const std::vector<Index> c = {10, 1000};
+  return c;
+}
+
+/// "/float/C:10": the end of every benchmark name; bench/run.py parses it.
+inline std::string name_suffix(const char* type, Index c) {
+  return std::string("/") + type + "/C:" + std::to_string(c);
+}
+
 /// N * C ~ 4M logits for every C (the setting).
 inline Index rows_for(Index c) { return std::max<Index>(1, (Index(1) << 22) / c); }
 

@@ -80,12 +80,5 @@ LMF_HOST_DEVICE inline T softmax_minus_onehot(T e, bool target, T rest, T inv) {
   return target ? ((e - T(1)) - rest) * inv : e * inv;
 }
 
-/// The adjusted logit of one class: s * (a_c * x_c - margin) + b_c, where margin is m_y for the
-/// target class and 0 for the others.
-template <class T>
-LMF_HOST_DEVICE inline T adjusted_logit(T x, T s, T a, T margin, T b) {
-  return s * (a * x - margin) + b;
-}
-
 }  // namespace math
 }  // namespace lmf
