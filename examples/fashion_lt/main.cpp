@@ -16,13 +16,14 @@
 //
 // lmf's part is two calls per step: value_and_gradient (loss and dL/dlogits of a batch) and,
 // for LDAM-DRW, set_class_weights once per epoch; everything else here is the usual training loop.
+#include <lmf/lmf.hpp>  // first: its compiler workarounds must see <immintrin.h> first
+
 #include "idx.hpp"
 #include "metrics.hpp"
 #include "mlp.hpp"
 #include "progress.hpp"
 #include "svg.hpp"
 
-#include <lmf/lmf.hpp>
 
 #include <CLI/CLI.hpp>
 

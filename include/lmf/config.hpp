@@ -2,10 +2,13 @@
 // pre-define before including any lmf header.
 #pragma once
 
+#include <lmf/detail/compiler_workarounds.hpp>
+
+// The one place the version is written (CMakeLists.txt reads LMF_VERSION_STRING from here).
 #define LMF_VERSION_MAJOR 0
-#define LMF_VERSION_MINOR 1
+#define LMF_VERSION_MINOR 2
 #define LMF_VERSION_PATCH 0
-#define LMF_VERSION_STRING "0.1.0"
+#define LMF_VERSION_STRING "0.2.0"
 
 // Every scalar helper shared by the CPU kernels and the CUDA kernels is marked LMF_HOST_DEVICE.
 #if defined(__CUDACC__) || defined(__HIPCC__)

@@ -17,6 +17,8 @@
 
 #include <Eigen/Core>
 
+#include <exception>
+#include <new>
 #include <type_traits>
 #include <utility>
 
@@ -58,6 +60,29 @@ decltype(auto) with_labels(const Eigen::MatrixBase<D>& labels, F&& f) {
     const typename D::PlainObject tmp = labels;
     return f(tmp.data(), Index(1));
   }
+}
+
+/// Runs f() (which returns a Status) and turns an exception escaping it — std::bad_alloc from a
+/// temporary copy of an Eigen expression, say — into an error Status: the try_* entry points
+/// never throw. (The out-of-memory message fits the small-string buffer: making it allocates
+/// nothing.)
+template <class F>
+Status never_throws(F&& f) noexcept {
+#if LMF_NO_EXCEPTIONS
+  return f();
+#else
+  try {
+    return f();
+  } catch (const std::bad_alloc&) {
+    return Status::error("lmf: no memory");
+  } catch (const std::exception& e) {
+    try {
+      return Status::error(message("unexpected error: ", e.what()));
+    } catch (...) {
+      return Status::error("lmf: failed");
+    }
+  }
+#endif
 }
 
 template <class D>
@@ -236,12 +261,14 @@ class Loss {
   Status eigen_call(const Eigen::MatrixBase<DX>& logits, const Eigen::MatrixBase<DY>& labels, F&& f) const {
     static_assert(std::is_same<typename DX::Scalar, T>::value,
                   "lmf: the logits' scalar type must be the loss's T (float or double)");
-    return detail::with_direct(logits, [&](const T* x, const Layout& lx) {
-      if (labels.size() != lx.rows() || (labels.rows() != 1 && labels.cols() != 1))
-        return Status::error(detail::message("labels have ", labels.rows(), "x", labels.cols(),
-                                             " entries but logits have ", lx.rows(),
-                                             " rows (one label per row is needed)"));
-      return detail::with_labels(labels, [&](auto* y, Index ys) { return f(x, lx, y, ys); });
+    return detail::never_throws([&] {
+      return detail::with_direct(logits, [&](const T* x, const Layout& lx) {
+        if (labels.size() != lx.rows() || (labels.rows() != 1 && labels.cols() != 1))
+          return Status::error(detail::message("labels have ", labels.rows(), "x", labels.cols(),
+                                               " entries but logits have ", lx.rows(),
+                                               " rows (one label per row is needed)"));
+        return detail::with_labels(labels, [&](auto* y, Index ys) { return f(x, lx, y, ys); });
+      });
     });
   }
 
@@ -273,7 +300,7 @@ class Loss {
       return Status::error(detail::message(
           "this loss has reduction none: call per_row or per_row_and_gradient for per-row values"));
     T v{};
-    Status s = detail::evaluate(spec_, spec_.reduction, x, lx, y, ys, o, v);
+    Status s = detail::never_throws([&] { return detail::evaluate(spec_, spec_.reduction, x, lx, y, ys, o, v); });
     if (s) out = v;
     return s;
   }
@@ -286,7 +313,7 @@ class Loss {
             "per-row values are undefined for a loss whose focal term acts on the batch mean "
             "(seed-code preset); use value or value_and_gradient"));
     T ignored{};
-    return detail::evaluate(spec_, Reduction::none, x, lx, y, ys, o, ignored);
+    return detail::never_throws([&] { return detail::evaluate(spec_, Reduction::none, x, lx, y, ys, o, ignored); });
   }
 
   LossSpec<T> spec_;

@@ -101,8 +101,7 @@ class FocalLoss : public Loss<T> {
 
  private:
   static LossSpec<T> make(const Options& o) {
-    LMF_CHECK_ARG(std::isfinite(o.gamma) && o.gamma >= T(0), "FocalLoss: gamma is ", o.gamma,
-                  " (must be finite and >= 0)");
+    detail::check_gamma(o.gamma, "FocalLoss: ");
     LossSpec<T> spec = detail::common_spec(o);
     spec.terms.push_back(detail::focal_term(o.gamma, o.class_weights));
     return spec;
@@ -122,7 +121,8 @@ class LDAMLoss : public Loss<T> {
  private:
   template <class D>
   static LossSpec<T> make(const Eigen::MatrixBase<D>& counts, const Options& o) {
-    LMF_CHECK_ARG(std::isfinite(o.s) && o.s > T(0), "LDAMLoss: s is ", o.s, " (must be finite and > 0)");
+    detail::check_scale(o.s, "LDAMLoss: ");
+    detail::check_max_margin(o.max_m, "LDAMLoss: ");
     LossSpec<T> spec = detail::common_spec(o);
     spec.terms.push_back(detail::ldam_term(ldam_margins<T>(counts, o.max_m), o.s, o.class_weights));
     return spec;
@@ -188,9 +188,9 @@ class LMFLoss : public Loss<T> {
 
   template <class D>
   static LossSpec<T> make(const Eigen::MatrixBase<D>& counts, const Options& o) {
-    LMF_CHECK_ARG(std::isfinite(o.s) && o.s > T(0), "LMFLoss: s is ", o.s, " (must be finite and > 0)");
-    LMF_CHECK_ARG(std::isfinite(o.gamma) && o.gamma >= T(0), "LMFLoss: gamma is ", o.gamma,
-                  " (must be finite and >= 0)");
+    detail::check_scale(o.s, "LMFLoss: ");
+    detail::check_gamma(o.gamma, "LMFLoss: ");
+    detail::check_max_margin(o.max_m, "LMFLoss: ");
     LossSpec<T> spec = detail::common_spec(o);
     Term<T> ldam = detail::ldam_term(ldam_margins<T>(counts, o.max_m), o.s, o.class_weights);
     ldam.weight = o.ldam_weight;

@@ -16,6 +16,28 @@
 
 namespace lmf {
 
+/// The largest inputs lmf accepts (docs/api.md, "Limits"). Beyond them an option is rejected at
+/// construction and a batch with an lmf::Error / Status, never with a wrong or infinite result.
+namespace limits {
+/// Classes per row: 2^24, the largest count at which every class index is exact in float (the
+/// SIMD kernels compare labels in the logits' type).
+constexpr Index max_classes = Index(1) << 24;
+/// Elements of one buffer (rows * classes, and every offset a layout can reach): 2^62, so that
+/// no index arithmetic can overflow.
+constexpr Index max_elements = Index(1) << 62;
+/// Focusing parameter gamma: [0, 20]. The focal literature uses 0 to 5; beyond ~20 the modulation
+/// (1 - p)^gamma amplifies the last-bit differences of 1 - p between kernels beyond 1e-5 in float.
+constexpr double max_gamma = 20;
+/// Logit scale s: (0, 1e4] (LDAM uses 30, 64).
+constexpr double max_scale = 1e4;
+/// Target margins m (and max_m): [0, 1e4].
+constexpr double max_margin = 1e4;
+/// Per-class multipliers |a|: <= 1e4.
+constexpr double max_multiplier = 1e4;
+/// Per-class offsets |b|: <= 1e8.
+constexpr double max_offset = 1e8;
+}  // namespace limits
+
 /// How per-row values are reduced over the batch (PyTorch's `reduction`).
 enum class Reduction : int {
   none = 0,  ///< per-row values: use per_row / per_row_and_gradient
@@ -95,17 +117,39 @@ namespace detail {
 
 /// Checks a per-class vector: finite entries (>= 0 if `nonnegative`), and C entries when the
 /// number of classes is known (else it sets it). `who` prefixes the message.
+/// `bound` limits |v_j| (0: no bound).
 template <class T>
 void check_class_vector(const Vector<T>& v, Index& classes, const char* what, const std::string& who,
-                        bool nonnegative) {
+                        bool nonnegative, double bound = 0) {
   if (v.size() == 0) return;
   LMF_CHECK_ARG(classes == 0 || v.size() == classes, who, what, " has ", v.size(),
                 " entries but the loss has ", classes, " classes");
+  LMF_CHECK_ARG(v.size() <= limits::max_classes, who, what, " has ", v.size(), " entries (at most ",
+                limits::max_classes, " classes)");
   classes = v.size();
   for (Index j = 0; j < v.size(); ++j) {
     LMF_CHECK_ARG(std::isfinite(v(j)), who, what, " of class ", j, " is ", v(j), " (must be finite)");
     LMF_CHECK_ARG(!nonnegative || v(j) >= T(0), who, what, " of class ", j, " is ", v(j), " (must be >= 0)");
+    LMF_CHECK_ARG(bound == 0 || std::abs(double(v(j))) <= bound, who, what, " of class ", j, " is ", v(j),
+                  " (|", what, "| must be <= ", bound, ")");
   }
+}
+
+/// The message of an out-of-range gamma, s or max_m, shared by the spec and the named losses.
+template <class T>
+void check_gamma(T gamma, const std::string& who) {
+  LMF_CHECK_ARG(std::isfinite(gamma) && gamma >= T(0) && double(gamma) <= limits::max_gamma, who, "gamma is ",
+                gamma, " (must be in [0, ", limits::max_gamma, "])");
+}
+template <class T>
+void check_scale(T s, const std::string& who) {
+  LMF_CHECK_ARG(std::isfinite(s) && s > T(0) && double(s) <= limits::max_scale, who, "s is ", s,
+                " (must be in (0, ", limits::max_scale, "])");
+}
+template <class T>
+void check_max_margin(T max_m, const std::string& who) {
+  LMF_CHECK_ARG(std::isfinite(max_m) && max_m >= T(0) && double(max_m) <= limits::max_margin, who, "max_m is ",
+                max_m, " (must be in [0, ", limits::max_margin, "])");
 }
 
 /// Validates a spec (every option of every term) and fills in `classes` from the per-class
@@ -117,17 +161,17 @@ void validate(LossSpec<T>& spec) {
   const int r = static_cast<int>(spec.reduction);
   LMF_CHECK_ARG(r >= 0 && r <= 2, "unknown reduction (enum value ", r, "; expected none, sum or mean)");
   Index classes = spec.classes;
-  LMF_CHECK_ARG(classes >= 0, "classes is ", classes, " (must be >= 0)");
+  LMF_CHECK_ARG(classes >= 0 && classes <= limits::max_classes, "classes is ", classes, " (must be in [0, ",
+                limits::max_classes, "])");
   const int kern = static_cast<int>(spec.kernel);
   LMF_CHECK_ARG(kern >= 0 && kern <= 3, "unknown kernel (enum value ", kern, ")");
   LMF_CHECK_ARG(spec.threads >= 0, "threads is ", spec.threads, " (must be >= 0)");
   for (std::size_t t = 0; t < spec.terms.size(); ++t) {
     const Term<T>& term = spec.terms[t];
     LMF_CHECK_ARG(std::isfinite(term.weight), "term ", t, ": weight is ", term.weight, " (must be finite)");
-    LMF_CHECK_ARG(std::isfinite(term.s) && term.s > T(0), "term ", t, ": s is ", term.s,
-                  " (must be finite and > 0)");
-    LMF_CHECK_ARG(std::isfinite(term.gamma) && term.gamma >= T(0), "term ", t, ": gamma is ",
-                  term.gamma, " (must be finite and >= 0)");
+    const std::string term_name = "term " + std::to_string(t) + ": ";
+    check_scale(term.s, term_name);
+    check_gamma(term.gamma, term_name);
     const int mo = static_cast<int>(term.mean_over), fo = static_cast<int>(term.focus_on);
     LMF_CHECK_ARG(mo == 0 || mo == 1, "term ", t, ": unknown mean_over (enum value ", mo, ")");
     LMF_CHECK_ARG(fo == 0 || fo == 1, "term ", t, ": unknown focus_on (enum value ", fo, ")");
@@ -137,9 +181,9 @@ void validate(LossSpec<T>& spec) {
     // named losses have one set of class weights for all terms: no "term t" in their messages
     const std::string who = spec.terms.size() == 1 || term.w.size() == 0 ? std::string()
                                                                          : "term " + std::to_string(t) + ": ";
-    check_class_vector(term.a, classes, "multiplier a", who, false);
-    check_class_vector(term.m, classes, "margin m", who, true);
-    check_class_vector(term.b, classes, "offset b", who, false);
+    check_class_vector(term.a, classes, "multiplier a", who, false, limits::max_multiplier);
+    check_class_vector(term.m, classes, "margin m", who, true, limits::max_margin);
+    check_class_vector(term.b, classes, "offset b", who, false, limits::max_offset);
     check_class_vector(term.w, classes, "class weight", std::string(), true);
   }
   spec.classes = classes;

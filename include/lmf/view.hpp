@@ -9,6 +9,7 @@
 #include <lmf/errors.hpp>
 
 #include <cstdint>
+#include <utility>
 
 namespace lmf {
 
@@ -43,12 +44,67 @@ struct Layout {
 
 namespace detail {
 
-inline Status check_layout(const Layout& l, const char* what) {
+/// a * b for non-negative a, b; false if the product exceeds limit.
+inline bool mul_within(Index a, Index b, Index limit, Index& out) {
+  if (a != 0 && b > limit / a) return false;
+  out = a * b;
+  return out <= limit;
+}
+
+/// Elements from the first to the last one the layout reaches, plus one (0 for an empty layout).
+/// Strides and sizes must be non-negative; false if it exceeds limit (nothing then overflows).
+inline bool layout_span(const Layout& l, Index limit, Index& span) {
+  span = 0;
+  if (l.samples == 0 || l.classes == 0 || l.inner == 0) return true;
+  const Index sizes[3] = {l.samples, l.classes, l.inner};
+  const Index strides[3] = {l.sample_stride, l.class_stride, l.inner_stride};
+  Index last = 0;
+  for (int k = 0; k < 3; ++k) {
+    Index part = 0;
+    if (!mul_within(sizes[k] - 1, strides[k], limit, part) || part > limit - last) return false;
+    last += part;
+  }
+  if (last >= limit) return false;
+  span = last + 1;
+  return true;
+}
+
+/// True if no two (sample, class, pixel) positions of the layout share an element: with the
+/// dimensions of size > 1 sorted by stride, each stride exceeds the span of the smaller ones.
+/// (Sufficient, and true of every dense or blocked layout; an interleaving that happens not to
+/// collide is rejected too.) Call after layout_span succeeded.
+inline bool non_overlapping(const Layout& l) {
+  Index dims[3][2] = {{l.samples, l.sample_stride}, {l.classes, l.class_stride}, {l.inner, l.inner_stride}};
+  // sort the three (size, stride) pairs by stride
+  for (int i = 0; i < 3; ++i)
+    for (int j = i + 1; j < 3; ++j)
+      if (dims[j][1] < dims[i][1]) std::swap(dims[i], dims[j]);
+  Index reach = 0;  // span - 1 of the dimensions so far
+  for (const auto& d : dims) {
+    if (d[0] <= 1) continue;
+    if (d[1] <= reach) return false;
+    reach += (d[0] - 1) * d[1];
+  }
+  return true;
+}
+
+/// Checks sizes and strides: non-negative, at most limits-worth of classes, and every offset and
+/// element count representable (see lmf::limits; the bounds are passed in to keep this header
+/// free of spec.hpp).
+inline Status check_layout(const Layout& l, const char* what, Index max_classes, Index max_elements) {
   if (l.samples < 0 || l.classes < 0 || l.inner < 0)
     return Status::error(message(what, ": negative size (samples ", l.samples, ", classes ",
                                  l.classes, ", inner ", l.inner, ")"));
   if (l.sample_stride < 0 || l.class_stride < 0 || l.inner_stride < 0)
     return Status::error(message(what, ": negative stride"));
+  if (l.classes > max_classes)
+    return Status::error(message(what, " have ", l.classes, " classes (at most ", max_classes, ")"));
+  Index rows = 0, elements = 0, span = 0;
+  if (!mul_within(l.samples, l.inner, max_elements, rows) || !mul_within(rows, l.classes, max_elements, elements) ||
+      !layout_span(l, max_elements, span))
+    return Status::error(message(what, ": ", l.samples, " x ", l.classes, " x ", l.inner, " with strides ",
+                                 l.sample_stride, ", ", l.class_stride, ", ", l.inner_stride,
+                                 " reaches beyond ", max_elements, " elements"));
   return {};
 }
 

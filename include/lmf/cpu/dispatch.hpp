@@ -2,12 +2,14 @@
 // runs the kernel over fixed blocks of rows and reduces their sums in a fixed order.
 //
 // Order of work, so that nothing is written unless everything is valid:
-//   1. shapes and strides;  2. every label (in range or ignore_index), and each term's mean
-//   denominator;  3. when any output buffer is given: every logit of a counted row is finite and
-//   small enough that s * (a x - m) + b cannot overflow;  4. batch-mean focal terms (seed-code
-//   preset): a value-only pass for their mean cross entropy;  5. the fused pass.
-// A value-only call skips step 3: the kernel flags rows with bad logits as it reads them (one
-// compare per logit), and the dispatcher then locates the culprit for the message.
+//   1. shapes, strides and buffers (limits, overflow, overlaps);  2. every label (in range or
+//   ignore_index), and each term's mean denominator;  3. when any output buffer is given: every
+//   logit of a counted row is finite and small enough that s * (a x - m) + b cannot overflow;
+//   4. batch-mean focal terms (seed-code preset): a value-only pass for their mean cross entropy;
+//   5. the fused pass.
+// A value-only call skips step 3: the kernel flags blocks with bad logits as it reads them (one
+// compare per logit), blocks after the first bad one are skipped, and that block's rows are then
+// scanned for the culprit to name it.
 #pragma once
 
 #include <lmf/cpu/lanes_simd.hpp>
@@ -15,7 +17,10 @@
 #include <lmf/cpu/scalar.hpp>
 #include <lmf/spec.hpp>
 
+#include <atomic>
+#include <memory>
 #include <new>
+#include <type_traits>
 
 #if defined(_OPENMP)
 #include <omp.h>
@@ -51,8 +56,28 @@ struct Outputs {
   Index row_values_stride = 1;
 };
 
-/// Validates every label and computes each term's mean denominator from a histogram of the
-/// counted labels (an integer pass over the labels; the weights are applied per class).
+/// True if label v (of any integer type) is ignore_index, compared as integers: a uint64 label
+/// 2^64 - 100 is not ignore_index -100.
+template <class L>
+bool is_ignored(L v, std::int64_t ignore) {
+  if constexpr (std::is_unsigned<L>::value)
+    return ignore >= 0 && static_cast<std::uint64_t>(v) == static_cast<std::uint64_t>(ignore);
+  else
+    return static_cast<std::int64_t>(v) == ignore;
+}
+
+/// True if label v is a class of [0, C).
+template <class L>
+bool in_range(L v, Index C) {
+  if constexpr (std::is_unsigned<L>::value)
+    return static_cast<std::uint64_t>(v) < static_cast<std::uint64_t>(C);
+  else
+    return static_cast<std::int64_t>(v) >= 0 && static_cast<std::int64_t>(v) < static_cast<std::int64_t>(C);
+}
+
+/// Validates every label and computes each term's mean denominator: from a histogram of the
+/// counted labels when there are at least as many rows as classes (an integer pass; the weights
+/// are applied per class), else row by row. Never throws: an allocation failure is a Status.
 template <class T, class L>
 Status check_labels(const LossSpec<T>& spec, const Layout& lx, const L* labels, Index label_stride,
                     std::array<Accum, kMaxTerms>& denominators, Index& counted) {
@@ -60,24 +85,36 @@ Status check_labels(const LossSpec<T>& spec, const Layout& lx, const L* labels, 
   denominators.fill(0);
   counted = 0;
   const Index rows = lx.rows();
-  std::vector<std::int64_t> histogram(std::size_t(std::max<Index>(C, 1)), 0);
   const std::int64_t ignore = spec.ignore_index;
   for (Index i = 0; i < rows; ++i) {
-    const std::int64_t y = static_cast<std::int64_t>(labels[i * label_stride]);
-    if (static_cast<std::uint64_t>(y) < static_cast<std::uint64_t>(C) && y != ignore) {
-      ++histogram[std::size_t(y)];
-    } else if (y != ignore) {
-      return Status::error(message("label ", y, " at row ", i, " is outside [0, ", C,
+    const L y = labels[i * label_stride];
+    if (!in_range(y, C) && !is_ignored(y, ignore))
+      return Status::error(message("label ", +y, " at row ", i, " is outside [0, ", C,
                                    ") (and is not ignore_index ", ignore, ")"));
+  }
+  auto class_weight = [&](const Term<T>& term, Index c) {
+    const bool by_rows = term.mean_over == MeanOver::rows || term.w.size() == 0;
+    return by_rows ? Accum(1) : static_cast<Accum>(term.w(c));
+  };
+  if (rows < C) {
+    for (Index i = 0; i < rows; ++i) {
+      const L y = labels[i * label_stride];
+      if (is_ignored(y, ignore)) continue;
+      ++counted;
+      for (std::size_t t = 0; t < spec.terms.size(); ++t) denominators[t] += class_weight(spec.terms[t], Index(y));
     }
+    return {};
+  }
+  std::unique_ptr<std::int64_t[]> histogram(new (std::nothrow) std::int64_t[std::size_t(C)]());
+  if (!histogram) return Status::error(message("cannot allocate the label histogram (", C, " classes)"));
+  for (Index i = 0; i < rows; ++i) {
+    const L y = labels[i * label_stride];
+    if (!is_ignored(y, ignore)) ++histogram[std::size_t(y)];
   }
   for (Index c = 0; c < C; ++c) counted += histogram[std::size_t(c)];
   for (std::size_t t = 0; t < spec.terms.size(); ++t) {
-    const Term<T>& term = spec.terms[t];
-    const bool by_rows = term.mean_over == MeanOver::rows || term.w.size() == 0;
     Accum d = 0;
-    for (Index c = 0; c < C; ++c)
-      d += Accum(histogram[std::size_t(c)]) * (by_rows ? Accum(1) : static_cast<Accum>(term.w(c)));
+    for (Index c = 0; c < C; ++c) d += Accum(histogram[std::size_t(c)]) * class_weight(spec.terms[t], c);
     denominators[t] = d;
   }
   return {};
@@ -131,20 +168,14 @@ bool all_within(const T* x, Index n, T limit, int threads) {
   return ok;
 }
 
-/// Finds the first logit of a counted row that is not finite or beyond `limit`. A buffer that
-/// is one contiguous block is swept with SIMD first; only if that finds something (possibly in
-/// an ignored row, which is allowed) are the rows examined one by one.
+/// Names the first logit of a counted row in rows [begin, end) that is not finite or beyond
+/// `limit` (an error Status); ok if there is none.
 template <class T, class L>
-Status check_logits(const LossSpec<T>& spec, const T* x, const Layout& lx, const L* labels,
-                    Index label_stride, T limit) {
-  const Index rows = lx.rows(), C = lx.classes;
-  const bool contiguous_rows = lx.inner == 1 && lx.class_stride == 1 && lx.sample_stride == C;
-  const bool contiguous_cols = lx.inner == 1 && lx.sample_stride == 1 && lx.class_stride == lx.samples;
-  const bool contiguous_nchw = lx.inner_stride == 1 && lx.class_stride == lx.inner && lx.sample_stride == C * lx.inner;
-  if ((contiguous_rows || contiguous_cols || contiguous_nchw) && all_within(x, rows * C, limit, spec.threads))
-    return {};
-  for (Index i = 0; i < rows; ++i) {
-    if (static_cast<std::int64_t>(labels[i * label_stride]) == spec.ignore_index) continue;
+Status find_bad_logit(const LossSpec<T>& spec, const T* x, const Layout& lx, const L* labels, Index label_stride,
+                      T limit, Index begin, Index end) {
+  const Index C = lx.classes;
+  for (Index i = begin; i < end; ++i) {
+    if (is_ignored(labels[i * label_stride], spec.ignore_index)) continue;
     const T* row = x + lx.row_offset(i);
     bool ok = true;
     for (Index c = 0; c < C; ++c) ok &= std::abs(row[c * lx.class_stride]) <= limit;
@@ -162,25 +193,43 @@ Status check_logits(const LossSpec<T>& spec, const T* x, const Layout& lx, const
   return {};
 }
 
-/// A 64-byte aligned buffer for the kernels' scratch. No exceptions: works with -fno-exceptions
-/// (an allocation failure is reported like any lmf error: thrown, or printed + abort).
+/// Checks every logit of the counted rows (see find_bad_logit). A buffer that is one contiguous
+/// block is swept with SIMD first; only if that finds something (possibly in an ignored row,
+/// which is allowed) are the rows examined one by one.
+template <class T, class L>
+Status check_logits(const LossSpec<T>& spec, const T* x, const Layout& lx, const L* labels,
+                    Index label_stride, T limit) {
+  const Index rows = lx.rows(), C = lx.classes;
+  const bool contiguous_rows = lx.inner == 1 && lx.class_stride == 1 && lx.sample_stride == C;
+  const bool contiguous_cols = lx.inner == 1 && lx.sample_stride == 1 && lx.class_stride == lx.samples;
+  const bool contiguous_nchw = lx.inner_stride == 1 && lx.class_stride == lx.inner && lx.sample_stride == C * lx.inner;
+  if ((contiguous_rows || contiguous_cols || contiguous_nchw) && all_within(x, rows * C, limit, spec.threads))
+    return {};
+  return find_bad_logit(spec, x, lx, labels, label_stride, limit, 0, rows);
+}
+
+/// A 64-byte aligned buffer, allocated without throwing (check ok()): an allocation failure
+/// becomes an lmf Status like any other error, with or without exceptions.
 template <class T>
-class ScratchBuffer {
+class AlignedBuffer {
  public:
-  explicit ScratchBuffer(Index n) {
+  explicit AlignedBuffer(Index n) {
     if (n <= 0) return;
     data_ = static_cast<T*>(::operator new(sizeof(T) * std::size_t(n), std::align_val_t(64), std::nothrow));
-    if (!data_) raise(message("cannot allocate ", sizeof(T) * std::size_t(n), " bytes of kernel scratch"));
+    ok_ = data_ != nullptr;
+    if (ok_) std::fill(data_, data_ + n, T(0));
   }
-  ~ScratchBuffer() {
+  ~AlignedBuffer() {
     if (data_) ::operator delete(data_, std::align_val_t(64));
   }
-  ScratchBuffer(const ScratchBuffer&) = delete;
-  ScratchBuffer& operator=(const ScratchBuffer&) = delete;
+  AlignedBuffer(const AlignedBuffer&) = delete;
+  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+  bool ok() const { return ok_; }
   T* data() const { return data_; }
 
  private:
   T* data_ = nullptr;
+  bool ok_ = true;
 };
 
 /// Classes from which class-contiguous rows go to the rows kernel rather than the lanes kernel
@@ -193,7 +242,7 @@ constexpr Index rows_min_classes() {
 /// The kernel that evaluates this batch (see lmf::Kernel).
 template <class T>
 Kernel choose_kernel(const LossSpec<T>& spec, const Layout& lx, const Outputs<T>& out) {
-  bool simd_ok = lx.classes >= 2 && lx.classes < (Index(1) << 24);  // labels compared as T
+  bool simd_ok = lx.classes >= 2;  // (C <= limits::max_classes: labels are exact in T)
   for (const Term<T>& t : spec.terms) simd_ok &= t.a.size() == 0 && t.b.size() == 0;
   const bool contiguous = lx.class_stride == 1 && (out.grad == nullptr || out.lg.class_stride == 1);
   switch (spec.kernel) {
@@ -206,92 +255,161 @@ Kernel choose_kernel(const LossSpec<T>& spec, const Layout& lx, const Outputs<T>
   return contiguous && lx.classes >= rows_min_classes<T>() ? Kernel::rows : Kernel::lanes;
 }
 
-/// Runs `kernel` over the rows in fixed blocks of block_rows(C) rows, on up to `threads` threads, and
-/// adds the block sums in block order: the totals are bitwise the same for any thread count.
-/// Returns false if some counted row holds a logit beyond k.limit.
+/// What run_blocks reports: whether its buffers could be allocated (nothing was computed if
+/// not), and the first block with a counted logit beyond k.limit (-1: none).
+struct BlockRun {
+  bool allocated = true;
+  Index first_bad_block = -1;
+};
+
+/// Runs `kernel` over the rows in fixed blocks of block_rows(C) rows, on up to `threads` threads,
+/// and adds the block sums in block order: the totals are bitwise the same for any thread count.
+/// Every buffer is allocated before any row is evaluated. Once a block has found a bad logit,
+/// the blocks after it are skipped (only the first bad one is reported).
 template <class T, class L>
-bool run_blocks(const KernelArgs<T, L>& k, Kernel kernel, int threads, std::array<Accum, kMaxTerms>& sums) {
+BlockRun run_blocks(const KernelArgs<T, L>& k, Kernel kernel, int threads, std::array<Accum, kMaxTerms>& sums) {
   sums.fill(0);
+  BlockRun result;
   const Index rows = k.lx.rows(), C = k.lx.classes;
   const Index block = block_rows(C);
   const Index blocks = (rows + block - 1) / block;
-  if (blocks == 0) return true;
-  std::vector<Accum> block_sums(std::size_t(blocks * kMaxTerms), Accum(0));
-  std::vector<char> block_ok(std::size_t(blocks), 1);
+  if (blocks == 0) return result;
   const Index scratch_size = kernel == Kernel::rows    ? k.n_terms * C
                              : kernel == Kernel::lanes ? (k.n_terms + 2) * C * simd::width<T>() * kLaneGroups
                                                        : 0;
-  auto run = [&](Index b, T* scratch) {
+  int team = 1;
+#if defined(_OPENMP)
+  const int max_threads = threads > 0 ? threads : omp_get_max_threads();
+  if (rows * C >= kParallelMinLogits) team = int(std::min<Index>(max_threads, blocks));
+#else
+  (void)threads;
+#endif
+  // one slot of scratch per thread, rounded to 64 bytes
+  const Index slot = (scratch_size + 63) / 64 * 64;
+  AlignedBuffer<Accum> block_sums(blocks * kMaxTerms);
+  AlignedBuffer<T> scratch(slot * team);
+  if (!block_sums.ok() || !scratch.ok()) {
+    result.allocated = false;
+    return result;
+  }
+  std::atomic<Index> first_bad{blocks};
+  auto run = [&](Index b, T* thread_scratch) {
+    if (b > first_bad.load(std::memory_order_relaxed)) return;  // an earlier block is bad
     const Index begin = b * block, end = std::min(rows, begin + block);
     Accum* out = block_sums.data() + b * kMaxTerms;
     bool ok;
     switch (kernel) {
-      case Kernel::rows: ok = rows_simd(k, begin, end, out, scratch); break;
-      case Kernel::lanes: ok = lanes_simd(k, begin, end, out, scratch); break;
+      case Kernel::rows: ok = rows_simd(k, begin, end, out, thread_scratch); break;
+      case Kernel::lanes: ok = lanes_simd(k, begin, end, out, thread_scratch); break;
       default: ok = scalar_rows(k, begin, end, out); break;
     }
-    block_ok[std::size_t(b)] = ok;
+    if (!ok) {
+      Index seen = first_bad.load(std::memory_order_relaxed);
+      while (b < seen && !first_bad.compare_exchange_weak(seen, b, std::memory_order_relaxed)) {
+      }
+    }
   };
-  using Scratch = ScratchBuffer<T>;
 #if defined(_OPENMP)
-  const int max_threads = threads > 0 ? threads : omp_get_max_threads();
-  const int team = rows * C >= kParallelMinLogits ? int(std::min<Index>(max_threads, blocks)) : 1;
   if (team > 1) {
 #pragma omp parallel num_threads(team)
     {
-      Scratch scratch(scratch_size);
+      T* mine = scratch.data() + slot * omp_get_thread_num();
 #pragma omp for schedule(static)
-      for (Index b = 0; b < blocks; ++b) run(b, scratch.data());
+      for (Index b = 0; b < blocks; ++b) run(b, mine);
     }
   } else
-#else
-  (void)threads;
 #endif
   {
-    Scratch scratch(scratch_size);
     for (Index b = 0; b < blocks; ++b) run(b, scratch.data());
   }
-  bool ok = true;
-  for (Index b = 0; b < blocks; ++b) {
-    ok &= block_ok[std::size_t(b)] != 0;
-    for (int t = 0; t < k.n_terms; ++t) sums[t] += block_sums[std::size_t(b * kMaxTerms + t)];
+  if (first_bad.load() < blocks) {
+    result.first_bad_block = first_bad.load();
+    return result;
   }
-  return ok;
+  for (Index b = 0; b < blocks; ++b)
+    for (int t = 0; t < k.n_terms; ++t) sums[t] += block_sums.data()[b * kMaxTerms + t];
+  return result;
 }
 
 /// Evaluates `spec` on a batch with `reduction` (which overrides spec.reduction, so that per-row
 /// calls need no copy of the spec). `value` receives the reduced loss (for reduction none: the
 /// sum of the per-row values). Writes nothing and returns an error status if anything is invalid.
+/// Address range [begin, end) of `span` elements of T at p, saturating instead of overflowing.
+template <class T>
+std::pair<std::uintptr_t, std::uintptr_t> byte_range(const T* p, Index span) {
+  const std::uintptr_t begin = reinterpret_cast<std::uintptr_t>(p);
+  const std::uintptr_t room = std::numeric_limits<std::uintptr_t>::max() - begin;
+  const std::uintptr_t bytes = std::uintptr_t(span) > room / sizeof(T) ? room : std::uintptr_t(span) * sizeof(T);
+  return {begin, begin + bytes};
+}
+
+template <class T>
+bool ranges_overlap(const T* a, Index a_span, const T* b, Index b_span) {
+  if (a == nullptr || b == nullptr || a_span == 0 || b_span == 0) return false;
+  const auto ra = byte_range(a, a_span), rb = byte_range(b, b_span);
+  return ra.first < rb.second && rb.first < ra.second;
+}
+
+/// Step 1: shapes, strides, limits and the output buffers (no two gradient entries, per-row
+/// values or logits in the same place).
 template <class T, class L>
-Status evaluate(const LossSpec<T>& spec, Reduction reduction, const T* x, const Layout& lx, const L* labels,
-                Index label_stride, const Outputs<T>& out, T& value) {
-  // 1. shapes
-  if (Status s = check_layout(lx, "logits"); !s) return s;
+Status check_buffers(const LossSpec<T>& spec, const T* x, const Layout& lx, const L* labels, Index label_stride,
+                     const Outputs<T>& out) {
+  if (Status s = check_layout(lx, "logits", limits::max_classes, limits::max_elements); !s) return s;
   if (spec.classes != 0 && lx.classes != spec.classes)
     return Status::error(message("logits have ", lx.classes, " classes but the loss has ", spec.classes));
-  if (lx.classes < 1 && lx.rows() > 0) return Status::error(message("logits have 0 classes"));
+  const Index rows = lx.rows();
+  if (lx.classes < 1 && rows > 0) return Status::error(message("logits have 0 classes"));
+  Index label_span = 0;
+  if (label_stride < 0 || (rows > 1 && !mul_within(rows - 1, label_stride, limits::max_elements, label_span)))
+    return Status::error(message("label stride ", label_stride, " is negative or reaches beyond ",
+                                 limits::max_elements, " elements"));
+  if (rows > 0 && (x == nullptr || labels == nullptr))
+    return Status::error(message("null logits or labels pointer for a non-empty batch"));
+  Index x_span = 0;
+  layout_span(lx, limits::max_elements, x_span);
+  Index g_span = 0;
   if (out.grad) {
-    if (Status s = check_layout(out.lg, "gradient"); !s) return s;
-    if (out.lg.samples != lx.samples || out.lg.classes != lx.classes || out.lg.inner != lx.inner)
-      return Status::error(message("gradient is ", out.lg.samples, "x", out.lg.classes, " (inner ",
-                                   out.lg.inner, ") but logits are ", lx.samples, "x", lx.classes,
-                                   " (inner ", lx.inner, ")"));
-  }
-  if (out.grad && lx.rows() > 0 && lx.classes > 0) {
     const Layout& lg = out.lg;
+    if (Status s = check_layout(lg, "gradient", limits::max_classes, limits::max_elements); !s) return s;
+    if (lg.samples != lx.samples || lg.classes != lx.classes || lg.inner != lx.inner)
+      return Status::error(message("gradient is ", lg.samples, "x", lg.classes, " (inner ", lg.inner,
+                                   ") but logits are ", lx.samples, "x", lx.classes, " (inner ", lx.inner, ")"));
     if ((lg.classes > 1 && lg.class_stride == 0) || (lg.samples > 1 && lg.sample_stride == 0) ||
         (lg.inner > 1 && lg.inner_stride == 0))
       return Status::error(message("gradient layout has a zero stride: its entries would overlap"));
-    auto extent = [](const Layout& l) {
-      return (l.samples - 1) * l.sample_stride + (l.classes - 1) * l.class_stride + (l.inner - 1) * l.inner_stride + 1;
-    };
-    const T* g_begin = out.grad;
-    const T* g_end = out.grad + extent(lg);
-    if (x != nullptr && x < g_end && g_begin < x + extent(lx))
+    if (!non_overlapping(lg))
+      return Status::error(message("gradient layout (strides ", lg.sample_stride, ", ", lg.class_stride, ", ",
+                                   lg.inner_stride, " for sizes ", lg.samples, ", ", lg.classes, ", ", lg.inner,
+                                   ") maps two entries to one element"));
+    layout_span(lg, limits::max_elements, g_span);
+    if (ranges_overlap(out.grad, g_span, x, x_span))
       return Status::error(message("the gradient buffer overlaps the logits (write the gradient to a separate buffer)"));
   }
-  if (lx.rows() > 0 && (x == nullptr || labels == nullptr))
-    return Status::error(message("null logits or labels pointer for a non-empty batch"));
+  if (out.row_values && rows > 0) {
+    Index v_span = 0;
+    if (out.row_values_stride < 1 ||
+        !mul_within(rows - 1, out.row_values_stride, limits::max_elements - 1, v_span))
+      return Status::error(message("per-row values stride ", out.row_values_stride, " must be >= 1 (and within ",
+                                   limits::max_elements, " elements)"));
+    v_span += 1;
+    if (ranges_overlap(out.row_values, v_span, x, x_span))
+      return Status::error(message("the per-row values buffer overlaps the logits"));
+    if (ranges_overlap(out.row_values, v_span, out.grad, g_span))
+      return Status::error(message("the per-row values buffer overlaps the gradient"));
+  }
+  return {};
+}
+
+/// Evaluates `spec` on a batch with `reduction` (which overrides spec.reduction, so that per-row
+/// calls need no copy of the spec). `value` receives the reduced loss (for reduction none: the
+/// sum of the per-row values). Writes nothing and returns an error status if anything is invalid.
+/// Never throws.
+template <class T, class L>
+Status evaluate(const LossSpec<T>& spec, Reduction reduction, const T* x, const Layout& lx, const L* labels,
+                Index label_stride, const Outputs<T>& out, T& value) {
+  // 1. shapes and buffers
+  if (Status s = check_buffers(spec, x, lx, labels, label_stride, out); !s) return s;
 
   // 2. labels and denominators
   std::array<Accum, kMaxTerms> denominators{};
@@ -310,20 +428,20 @@ Status evaluate(const LossSpec<T>& spec, Reduction reduction, const T* x, const 
   std::array<T, kMaxTerms> weights{};
   // Denominator of term t: 1 for sum and none; for mean the counted rows' target weights (or
   // count). A zero denominator (no counted row, or all their weights 0) makes the term 0 with a
-  // zero gradient, where PyTorch returns 0/0 = NaN: see docs/api.md.
-  auto denominator = [&](int t) -> Accum {
-    return reduction == Reduction::mean ? denominators[t] : Accum(1);
-  };
+  // zero gradient, where PyTorch returns 0/0 = NaN: see docs/api.md. The kernels' sums are then
+  // already divided by it (TermParams::value_scale).
   for (int t = 0; t < n_terms; ++t) {
     const Term<T>& term = spec.terms[t];
-    const Accum den = denominator(t);
+    const Accum den = reduction == Reduction::mean ? denominators[t] : Accum(1);
+    const Accum inv = den > 0 ? Accum(1) / den : Accum(0);
     params[t] = TermParams<T>{term.s,
                               term.gamma,
                               term.a.size() ? term.a.data() : nullptr,
                               term.m.size() ? term.m.data() : nullptr,
                               term.b.size() ? term.b.data() : nullptr,
                               term.w.size() ? term.w.data() : nullptr,
-                              den > 0 ? static_cast<T>(Accum(term.weight) / den) : T(0),
+                              inv,
+                              Accum(term.weight) * inv,
                               term.focus_on == FocusOn::batch_mean,
                               T(0)};
     weights[t] = term.weight;
@@ -340,18 +458,24 @@ Status evaluate(const LossSpec<T>& spec, Reduction reduction, const T* x, const 
   k.n_terms = n_terms;
   k.limit = limit;
 
+  auto failed = [&](const BlockRun& run) -> Status {
+    if (!run.allocated) return Status::error(message("cannot allocate the kernel's scratch buffers"));
+    if (run.first_bad_block < 0) return {};
+    // only reachable without outputs (writing paths checked in step 3): name the culprit
+    const Index block = block_rows(lx.classes), begin = run.first_bad_block * block;
+    Status s = find_bad_logit(spec, x, lx, labels, label_stride, limit, begin, std::min(lx.rows(), begin + block));
+    return s ? Status::error(message("non-finite logits")) : s;
+  };
+
   std::array<Accum, kMaxTerms> sums{};
   // 4. batch-mean focal terms need their mean cross entropy before any gradient is written
   bool any_batch = false;
   for (int t = 0; t < n_terms; ++t) any_batch |= params[t].batch_focus;
   if (any_batch && out.grad) {
-    run_blocks(k, choose_kernel(spec, lx, Outputs<T>{}), spec.threads, sums);
-    for (int t = 0; t < n_terms; ++t) {
-      if (!params[t].batch_focus) continue;
-      const Accum den = denominator(t);
-      const T lbar = den > 0 ? static_cast<T>(sums[t] / den) : T(0);
-      params[t].batch_derivative = math::focus(lbar, spec.terms[t].gamma).derivative;
-    }
+    if (Status s = failed(run_blocks(k, choose_kernel(spec, lx, Outputs<T>{}), spec.threads, sums)); !s) return s;
+    for (int t = 0; t < n_terms; ++t)
+      if (params[t].batch_focus)
+        params[t].batch_derivative = math::focus(static_cast<T>(sums[t]), spec.terms[t].gamma).derivative;
   }
 
   // 5. the fused pass
@@ -359,16 +483,11 @@ Status evaluate(const LossSpec<T>& spec, Reduction reduction, const T* x, const 
   k.lg = out.lg;
   k.row_values = out.row_values;
   k.row_values_stride = out.row_values_stride;
-  const bool logits_ok = run_blocks(k, choose_kernel(spec, lx, out), spec.threads, sums);
-  if (!logits_ok) {  // only reachable without outputs: writing paths checked in step 3
-    Status s = check_logits(spec, x, lx, labels, label_stride, limit);
-    return s ? Status::error(message("non-finite logits")) : s;
-  }
+  if (Status s = failed(run_blocks(k, choose_kernel(spec, lx, out), spec.threads, sums)); !s) return s;
 
   Accum total = 0;
   for (int t = 0; t < n_terms; ++t) {
-    const Accum den = denominator(t);
-    Accum term_value = den > 0 ? sums[t] / den : Accum(0);
+    Accum term_value = sums[t];
     if (params[t].batch_focus)
       term_value = static_cast<Accum>(math::focus(static_cast<T>(term_value), spec.terms[t].gamma).value);
     total += Accum(weights[t]) * term_value;

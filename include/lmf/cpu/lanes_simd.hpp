@@ -61,17 +61,8 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
       const std::int64_t label = static_cast<std::int64_t>(k.labels[i * k.label_stride]);
       ylane[j] = label != k.ignore_index ? Index(label) : Index(-1);
     }
-    bool adjacent = true;
-    for (Index j = 1; j < R; ++j) adjacent &= xoff[j] == xoff[0] + j;
-    if (adjacent) {
-      for (Index c = 0; c < C; ++c)
-        for (Index g = 0; g < G; ++g)
-          B::load_unaligned(k.x + xoff[0] + g * W + c * cs).store_aligned(tile + c * R + g * W);
-    } else {
-      for (Index c = 0; c < C; ++c)
-        for (Index g = 0; g < G; ++g)
-          simd::lanes_from<T>([&](Index j) { return k.x[xoff[g * W + j] + c * cs]; }).store_aligned(tile + c * R + g * W);
-    }
+    // Lanes of ignored rows hold 0 in the tile: their logits may be read (one vector load covers
+    // W rows) but never enter the arithmetic, whatever they hold (NaN, 1e30).
     B yv[G], xy[G], X[G];
     M counted[G];
     M bad = zero != zero;  // all false
@@ -82,6 +73,19 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
       xy[g] = simd::lanes_from<T>([&](Index j) { return yl[j] >= 0 ? k.x[xo[j] + yl[j] * cs] : T(0); });
       counted[g] = yv[g] >= zero;
       X[g] = neg_inf;
+    }
+    bool adjacent = true;
+    for (Index j = 1; j < R; ++j) adjacent &= xoff[j] == xoff[0] + j;
+    if (adjacent) {
+      for (Index c = 0; c < C; ++c)
+        for (Index g = 0; g < G; ++g)
+          xsimd::select(counted[g], B::load_unaligned(k.x + xoff[0] + g * W + c * cs), zero)
+              .store_aligned(tile + c * R + g * W);
+    } else {
+      for (Index c = 0; c < C; ++c)
+        for (Index g = 0; g < G; ++g)
+          simd::lanes_from<T>([&](Index j) { return ylane[g * W + j] >= 0 ? k.x[xoff[g * W + j] + c * cs] : T(0); })
+              .store_aligned(tile + c * R + g * W);
     }
     // X = max over the non-target logits, per lane; every counted logit within the limit
     for (Index c = 0; c < C; ++c) {
@@ -98,12 +102,19 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
     for (int t = 0; t < k.n_terms; ++t) {
       const TermParams<T>& p = k.terms[t];
       const B s(p.s);
-      B my[G], wy[G], x_ref[G], delta[G], sum[G], zeros[G], e_y[G];
+      B my[G], wy[G], gw[G], x_ref[G], delta[G], sum[G], zeros[G], e_y[G];
       M y_ref[G];
+      // per lane: w_y * value_scale (double, for the sums) and T(w_y * grad_scale) (see TermParams)
+      alignas(64) Accum wv[R];
       for (Index g = 0; g < G; ++g) {
         const Index* yl = ylane + g * W;
+        for (Index j = 0; j < W; ++j)
+          wv[g * W + j] = yl[j] < 0 ? Accum(0) : (p.w ? Accum(p.w[yl[j]]) : Accum(1)) * p.value_scale;
         my[g] = p.m ? simd::lanes_from<T>([&](Index j) { return yl[j] >= 0 ? p.m[yl[j]] : T(0); }) : zero;
         wy[g] = p.w ? simd::lanes_from<T>([&](Index j) { return yl[j] >= 0 ? p.w[yl[j]] : T(1); }) : one;
+        gw[g] = simd::lanes_from<T>([&](Index j) {
+          return static_cast<T>((p.w && yl[j] >= 0 ? Accum(p.w[yl[j]]) : Accum(1)) * p.grad_scale);
+        });
         y_ref[g] = xy[g] - my[g] >= X[g];
         x_ref[g] = xsimd::select(y_ref[g], xy[g], X[g]);
         delta[g] = xsimd::select(y_ref[g], my[g], zero);
@@ -133,21 +144,19 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
         const B rest = xsimd::select(y_ref[g], others, (others - one) + ey);
         const B inv = one / (one + rest);
         const B l = xsimd::max(xsimd::log1p(rest) - dy, zero);
-        B value, derivative;
+        B phi, derivative;
         if (p.batch_focus) {
-          value = wy[g] * l;
+          phi = l;
           derivative = B(p.batch_derivative);
         } else {
           // 1 - p_t = others / (1 + rest): no cancellation, no expm1
-          simd::focus(l, others * inv, p.gamma, value, derivative);
-          value = wy[g] * value;
+          simd::focus(l, others * inv, p.gamma, phi, derivative);
         }
-        value = xsimd::select(counted[g], value, zero);
-        alignas(64) T values[W];
-        value.store_aligned(values);
-        for (Index j = 0; j < W; ++j) lane_sums[t][g * W + j] += static_cast<Accum>(values[j]);
-        row_value[g] += B(k.term_weights ? k.term_weights[t] : T(1)) * value;
-        const B coef = B(p.scale) * wy[g] * derivative * s;
+        alignas(64) T phis[W];
+        phi.store_aligned(phis);
+        for (Index j = 0; j < W; ++j) lane_sums[t][g * W + j] += wv[g * W + j] * static_cast<Accum>(phis[j]);
+        row_value[g] += B(k.term_weights ? k.term_weights[t] : T(1)) * xsimd::select(counted[g], wy[g] * phi, zero);
+        const B coef = gw[g] * derivative * s;
         kk[t][g] = coef * inv;
         gy_total[g] += coef * (((ey - one) - rest) * inv);
       }

@@ -23,30 +23,34 @@
 namespace lmf {
 namespace detail {
 
-/// What one term contributes to one row: value, the gradient factor for the non-target
+/// What one term contributes to one row: its value w_y * phi (for per-row outputs), its share of
+/// the term's sum (w_y * value_scale * phi, in double), the gradient factor for the non-target
 /// classes (times e_c) and the target's gradient entry.
 template <class T>
 struct RowTerm {
-  T value, k, g_target;
+  T value;
+  Accum contribution;
+  T k, g_target;
 };
 
-/// From X (max over non-target logits), the target logit, rest and the term's parameters:
-/// the term's l, value and gradient factors. Shared by the rows kernel (scalar per row).
+/// From rest, others (see below), dy, e_y and the term's parameters: the term's l, value and
+/// gradient factors for one row (the rows kernel's per-row epilogue).
 template <class T>
 RowTerm<T> finish_row(const TermParams<T>& p, T wy, T rest, T others, T dy, T e_y) {
   const T l = math::cross_entropy_from(dy, rest);
   const T inv = T(1) / (T(1) + rest);
-  T value, derivative;
+  T phi, derivative;
   if (p.batch_focus) {
-    value = wy * l;
+    phi = l;
     derivative = p.batch_derivative;
   } else {
     const math::Focus<T> f = math::focus(l, others * inv, p.gamma);  // 1 - p_t = others / (1 + rest)
-    value = wy * f.value;
+    phi = f.value;
     derivative = f.derivative;
   }
-  const T coef = p.scale * wy * derivative * p.s;
-  return {value, coef * inv, coef * math::softmax_minus_onehot(e_y, true, rest, inv)};
+  const T coef = static_cast<T>(Accum(wy) * p.grad_scale) * derivative * p.s;
+  return {wy * phi, (Accum(wy) * p.value_scale) * Accum(phi), coef * inv,
+          coef * math::softmax_minus_onehot(e_y, true, rest, inv)};
 }
 
 /// Rows kernel over rows [begin, end); class_stride must be 1 (and 1 for the gradient).
@@ -137,7 +141,7 @@ bool rows_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, T
       }
       const T wy = p.w ? p.w[y] : T(1);
       parts[t] = finish_row(p, wy, rest, others, dy, e_y);
-      sums[t] += static_cast<Accum>(parts[t].value);
+      sums[t] += parts[t].contribution;
       if (k.row_values) row_value += k.term_weights[t] * parts[t].value;
     }
     if (k.row_values) k.row_values[i * k.row_values_stride] = row_value;

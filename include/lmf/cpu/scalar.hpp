@@ -11,8 +11,17 @@
 namespace lmf {
 namespace detail {
 
+/// Accumulator type of the reductions: double for float and double inputs.
+using Accum = double;
+
 /// A term as the kernels see it: raw pointers (null = default) and the scales the dispatcher
 /// derived from the reduction. Trivially copyable, so it can be passed to a CUDA kernel.
+///
+/// The scales are doubles and multiply the class weight first: a row adds
+/// (w_y * value_scale) * phi(l) to the term's sum and gets the gradient factor
+/// T(w_y * grad_scale) * phi'(l) * s. For a mean, w_y / denominator <= 1 for every counted class, so
+/// neither product can overflow where the mean itself is finite (huge or subnormal class weights,
+/// rows whose sum would overflow T).
 template <class T>
 struct TermParams {
   T s;
@@ -21,7 +30,8 @@ struct TermParams {
   const T* m;  ///< null: all 0
   const T* b;  ///< null: all 0
   const T* w;  ///< null: all 1
-  T scale;     ///< gradient factor: term weight / denominator (1 / 1 for sum and none)
+  Accum value_scale;  ///< 1 / denominator (1 for sum and none)
+  Accum grad_scale;   ///< term weight / denominator (term weight for sum and none)
   bool batch_focus;        ///< phi applied to the batch mean: row value is w_y * l
   T batch_derivative;      ///< phi'(batch mean) for batch_focus terms
 };
@@ -44,14 +54,11 @@ struct KernelArgs {
   T limit = T(0);  ///< largest |x| the kernel accepts (see dispatch.hpp: logit_limit)
 };
 
-/// Accumulator type of the reductions: double for float and double inputs.
-using Accum = double;
-
 /// Maximum number of terms in one loss (LMF has two; the family needs at most two).
 constexpr int kMaxTerms = 4;
 
 /// Evaluates rows [begin, end) (row i = n * inner + d) with the scalar kernel. Adds, per term,
-/// sum_i w_y * phi(l_i) (or w_y * l_i for batch_focus terms) to sums[t], in row order.
+/// sum_i w_y * value_scale * phi(l_i) (phi(l) = l for batch_focus terms) to sums[t], in row order.
 /// Returns false if a counted row has a logit that is not finite or beyond k.limit (the
 /// dispatcher then locates it; paths that write have checked every logit beforehand).
 template <class T, class L>
@@ -96,19 +103,19 @@ bool scalar_rows(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums)
       const T dy = y == top ? T(0) : math::adjusted_difference(ax(y), ax_k, my, m_k, offset(y), b_k, p.s);
       const T l = math::cross_entropy_from(dy, rest);
       const T wy = p.w ? p.w[y] : T(1);
-      T value, derivative;
+      T phi, derivative;
       if (p.batch_focus) {
-        value = wy * l;
+        phi = l;
         derivative = p.batch_derivative;
       } else {
         const math::Focus<T> f = math::focus(l, p.gamma);
-        value = wy * f.value;
+        phi = f.value;
         derivative = f.derivative;
       }
-      sums[t] += static_cast<Accum>(value);
-      if (k.row_values) row_value += k.term_weights[t] * value;
+      sums[t] += (Accum(wy) * p.value_scale) * Accum(phi);
+      if (k.row_values) row_value += k.term_weights[t] * (wy * phi);
       if (g) {
-        const T coef = p.scale * wy * derivative * p.s;
+        const T coef = static_cast<T>(Accum(wy) * p.grad_scale) * derivative * p.s;
         const T inv = T(1) / (T(1) + rest);
         for (Index c = 0; c < C; ++c) {
           const T gc = coef * (p.a ? p.a[c] : T(1)) * math::softmax_minus_onehot(e(c), c == y, rest, inv);

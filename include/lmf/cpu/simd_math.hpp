@@ -1,5 +1,6 @@
-// lmf/cpu/simd_math.hpp — the per-row math of math/row.hpp on xsimd batches (one row per
-// lane), for the lanes kernel. Same formulas, same branches expressed as selects.
+// lmf/cpu/simd_math.hpp — SIMD building blocks of the kernels on xsimd batches: a fast exp
+// (both kernels), and the focal modulation of math/row.hpp with one row per lane (the lanes
+// kernel): same formulas, the branches expressed as selects.
 #pragma once
 
 #include <lmf/math/row.hpp>
@@ -46,15 +47,25 @@ T hmax(const batch<T>& v) {
   return m;
 }
 
-/// exp(x) for the kernels' exponents z_c - z_k (<= 0 up to rounding; finite): Cody-Waite
-/// reduction x = n ln2 + r, |r| <= ln2/2, a polynomial for e^r (Cephes' minimax for float, the
-/// Taylor series to r^12 for double: both within 1-2 ulp), and 2^n put into the exponent bits.
-/// Arguments are clamped below at the smallest normal's logarithm, so results never go
-/// denormal (exp(-1000) gives 1e-38 in float, not 0: it is added to a sum >= 1). Without
-/// xsimd::exp's overflow, NaN and denormal branches it is about twice as fast.
+/// Clamps x into [lo, hi]; NaN goes to lo. (xsimd::max/min pass a NaN through, and a NaN or
+/// out-of-range value must never reach the float-to-int conversion of fast_exp: that is
+/// undefined behaviour, and UBSan aborts on it where the conversion is scalar, e.g. SSE2 double.)
+template <class T>
+batch<T> clamp_nan_low(const batch<T>& x, T lo, T hi) {
+  const batch<T> low(lo);
+  return xsimd::min(xsimd::select(x >= low, x, low), batch<T>(hi));  // x >= lo is false for NaN
+}
+
+/// exp(x) for the kernels' exponents z_c - z_k (<= 0 up to rounding): Cody-Waite reduction
+/// x = n ln2 + r, |r| <= ln2/2, a polynomial for e^r (Cephes' minimax for float, the Taylor
+/// series to r^12 for double: both within 1-2 ulp), and 2^n put into the exponent bits.
+/// Arguments are clamped to [log(smallest normal), log(largest finite) - 1] (NaN to the low
+/// end), so results are never subnormal, infinite or NaN: exp(-1000) gives 1e-38 in float, not 0
+/// (it is added to a sum >= 1, where it changes nothing), and exp(+1000) a large finite number.
+/// Without xsimd::exp's overflow, NaN and denormal branches it is about twice as fast.
 inline batch<float> fast_exp(batch<float> x) {
   using B = batch<float>;
-  x = xsimd::max(x, B(-87.33f));
+  x = clamp_nan_low(x, -87.33f, 87.0f);
   const B n = xsimd::nearbyint(x * B(1.44269504088896341f));
   B r = xsimd::fma(n, B(-0.693359375f), x);
   r = xsimd::fma(n, B(2.12194440e-4f), r);
@@ -70,7 +81,7 @@ inline batch<float> fast_exp(batch<float> x) {
 
 inline batch<double> fast_exp(batch<double> x) {
   using B = batch<double>;
-  x = xsimd::max(x, B(-708.39));
+  x = clamp_nan_low(x, -708.39, 708.0);
   const B n = xsimd::nearbyint(x * B(1.4426950408889634074));
   B r = xsimd::fma(n, B(-6.93145751953125e-1), x);
   r = xsimd::fma(n, B(-1.42860682030941723212e-6), r);
