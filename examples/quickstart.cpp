@@ -7,7 +7,7 @@ int main() {
   Eigen::VectorXi counts(4);
   counts << 5000, 500, 50, 5;  // samples per class in the training set
   const Eigen::VectorXf margins = lmf::ldam_margins<float>(counts, 0.5f);
-  const Eigen::VectorXf weights = lmf::class_balanced_weights<float>(counts, 0.9999f);
+  const Eigen::VectorXf weights = lmf::class_balanced_weights<float>(counts, 0.9999);
   std::cout << "class counts:            " << counts.transpose() << "\n"
             << "LDAM margins (max 0.5):  " << margins.transpose() << "\n"
             << "class-balanced weights:  " << weights.transpose() << "\n\n";

@@ -15,6 +15,11 @@ autograd in float64:
                 p = exp(-logp); focal = mean((1 - p)^gamma * logp); focal + ldam
   lmf_official  github Adnan-Sadi/LMFLOSS: 1.5 * ldam(weight = margins) + 1.0 * focal(alpha =
                 margins, gamma 1.5, mean over the counted rows)
+  generic       lmf's model with every per-class vector (shared/DESIGN.md section 1), two terms:
+                z = s (a x - m_y e_y) + b, l = -log_softmax(z)_y, w_y (1 - e^-l)^gamma l, mean over
+                the counted rows; plus 0.25 x the same with gamma 0, weighted mean. a, b, m and the
+                default w are exact binary fractions of the class index (generic_vectors), the
+                same in tests/support.hpp.
 
 Margins: m_j = 1 / n_j^(1/4), rescaled so max m = max_m (LDAM-DRW's get_mlist).
 Class-balanced weights: (1 - beta) / (1 - beta^n), normalized to sum to C (LDAM-DRW).
@@ -22,7 +27,7 @@ Class-balanced weights: (1 - beta) / (1 - beta^n), normalized to sum to C (LDAM-
 Logits are written as float32 (shortest round-trip text: read them with strtof); everything
 else as float64 (17 significant digits).
 
-Usage:  /usr/bin/python3 tests/make_golden.py --seed 1 --cases 260 --out tests/data/golden.txt
+Usage:  /usr/bin/python3 tests/make_golden.py --seed 1 --cases 280 --out tests/data/golden.txt
 The file is plain text (see tests/golden.hpp for the reader). Logits are float32 values, so the
 same inputs serve the float and the double tests.
 """
@@ -88,6 +93,35 @@ def seed_focal(x, y, gamma, w, ignore):
     return torch.mean((1 - p) ** gamma * logp)
 
 
+def generic_vectors(C):
+    c = np.arange(C)
+    return 0.5 + 0.125 * (c % 9), -1.0 + 0.25 * (c % 7), 0.0625 * (1 + c % 5), 0.25 * (1 + c % 8)
+
+
+def model_rows(x, y, s, gamma, a, b, m, w, ignore):
+    """Per-row w_y * phi(l) of one term of the model (0 on ignored rows)."""
+    valid = y != ignore
+    yc = torch.where(valid, y, torch.zeros_like(y))
+    onehot = F.one_hot(yc, x.shape[1]).to(x.dtype)
+    z = s * (torch.as_tensor(a) * x - torch.as_tensor(m)[yc].view(-1, 1) * onehot) + torch.as_tensor(b)
+    l = -F.log_softmax(z, dim=-1).gather(1, yc.view(-1, 1)).view(-1)
+    phi = (1 - torch.exp(-l)) ** gamma * l
+    return torch.where(valid, torch.as_tensor(w)[yc] * phi, torch.zeros_like(phi)), valid, yc
+
+
+def generic(case, x, y, ignore, red):
+    a, b, m, w = generic_vectors(case["C"])
+    if case["weights"] is not None:
+        w = np.asarray(case["weights"])
+    r0, valid, yc = model_rows(x, y, case["s"], case["gamma"], a, b, m, w, ignore)
+    r1, _, _ = model_rows(x, y, case["s"], 0.0, a, b, m, w, ignore)
+    if red == "none":
+        return r0 + 0.25 * r1
+    if red == "sum":
+        return r0.sum() + 0.25 * r1.sum()
+    return r0.sum() / valid.sum() + 0.25 * r1.sum() / torch.as_tensor(w)[yc][valid].sum()
+
+
 def evaluate(case, x):
     kind, red, ignore = case["kind"], case["reduction"], case["ignore_index"]
     y = torch.as_tensor(case["labels"], dtype=torch.int64)
@@ -108,11 +142,18 @@ def evaluate(case, x):
         mw = torch.as_tensor(margins(case["counts"], 0.5))
         return (1.5 * ldam(x, y, m, 30.0, mw, ignore, "mean")
                 + 1.0 * focal(x, y, 1.5, mw, ignore, "mean", mean_over_rows=True))
+    if kind == "generic":
+        return generic(case, x, y, ignore, red)
     raise ValueError(kind)
 
 
+# Every loss of the C++ test registry (tests/support.hpp, registry_kinds); the parity test checks
+# that each one has golden cases.
+KINDS = ["ce", "focal", "ldam", "lmf", "lmf_seed", "lmf_official", "generic"]
+
+
 def random_case(rng, index):
-    kind = ["ce", "focal", "ldam", "lmf", "lmf_seed", "lmf_official"][index % 6]
+    kind = KINDS[index % len(KINDS)]
     C = int(rng.choice([1, 2, 2, 3, 4, 5, 7, 10, 16, 17, 33, 100, 1000] if kind not in ("ldam", "lmf", "lmf_seed", "lmf_official")
                        else [2, 3, 4, 5, 7, 10, 16, 17, 33, 100, 1000]))
     N = min(int(rng.choice([1, 2, 3, 5, 8, 17, 40, 100])), max(1, 600 // C))
@@ -141,8 +182,9 @@ def random_case(rng, index):
                 logits[i, labels[i]] += np.float32(rng.uniform(5.0, 20.0))
     return {
         "name": f"{kind}_{index}", "kind": kind, "reduction": reduction, "N": N, "C": C,
-        "gamma": float(rng.choice([0.0, 0.5, 1.0, 1.5, 2.0, 5.0])) if kind in ("focal", "lmf") else 0.0,
-        "s": float(rng.choice([1.0, 10.0, 30.0, 64.0])) if kind in ("ldam", "lmf") else 30.0,
+        "gamma": float(rng.choice([0.0, 0.5, 1.0, 1.5, 2.0, 5.0])) if kind in ("focal", "lmf", "generic") else 0.0,
+        "s": (float(rng.choice([1.0, 10.0, 30.0, 64.0])) if kind in ("ldam", "lmf")
+              else float(rng.choice([0.5, 1.0, 2.0])) if kind == "generic" else 30.0),
         "max_m": float(rng.choice([0.1, 0.5, 1.0])) if kind in ("ldam", "lmf") else 0.5,
         "ldam_weight": float(rng.choice([1.0, 0.5, 1.5])) if kind == "lmf" else 1.0,
         "focal_weight": float(rng.choice([1.0, 0.2, 2.0])) if kind == "lmf" else 1.0,
@@ -194,7 +236,7 @@ def write_stats(out, rng, count):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--cases", type=int, default=260)
+    ap.add_argument("--cases", type=int, default=280)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)

@@ -31,7 +31,7 @@ TEMPLATE_TEST_CASE("class_balanced_weights and inverse_frequency_weights", "[cla
   Eigen::VectorXi counts(4);
   counts << 5000, 500, 50, 5;
   SECTION("class-balanced weights sum to C and grow as counts shrink") {
-    const Vec<T> w = lmf::class_balanced_weights<T>(counts, T(0.9999));
+    const Vec<T> w = lmf::class_balanced_weights<T>(counts, 0.9999);
     REQUIRE(w.sum() == Approx(4.0));
     for (Index j = 1; j < 4; ++j) REQUIRE(w(j) > w(j - 1));
     // (1 - beta) / (1 - beta^n), normalized
@@ -52,7 +52,7 @@ TEMPLATE_TEST_CASE("class_balanced_weights and inverse_frequency_weights", "[cla
   }
   SECTION("equal counts give equal weights") {
     Eigen::VectorXi same = Eigen::VectorXi::Constant(5, 70);
-    REQUIRE(lmf::class_balanced_weights<T>(same, T(0.999)).isApprox(Vec<T>::Ones(5)));
+    REQUIRE(lmf::class_balanced_weights<T>(same, 0.999).isApprox(Vec<T>::Ones(5)));
     REQUIRE(lmf::inverse_frequency_weights<T>(same).isApprox(Vec<T>::Ones(5)));
   }
 }
@@ -60,12 +60,12 @@ TEMPLATE_TEST_CASE("class_balanced_weights and inverse_frequency_weights", "[cla
 TEST_CASE("DeferredReweighting switches to class-balanced weights at start_epoch", "[class_stats]") {
   Eigen::VectorXi counts(3);
   counts << 1000, 100, 10;
-  const lmf::DeferredReweighting<float> drw(counts, 160, 0.9999f);
+  const lmf::DeferredReweighting<float> drw(counts, 160, 0.9999);
   REQUIRE(drw.weights(0).isApprox(Eigen::VectorXf::Ones(3)));
   REQUIRE(drw.weights(159).isApprox(Eigen::VectorXf::Ones(3)));
   REQUIRE_FALSE(drw.reweighting(159));
   REQUIRE(drw.reweighting(160));
-  REQUIRE(drw.weights(160).isApprox(lmf::class_balanced_weights<float>(counts, 0.9999f)));
+  REQUIRE(drw.weights(160).isApprox(lmf::class_balanced_weights<float>(counts, 0.9999)));
   REQUIRE(drw.weights(199).isApprox(drw.weights(160)));
   REQUIRE_THROWS_AS(lmf::DeferredReweighting<float>(counts, -1), lmf::Error);
 }

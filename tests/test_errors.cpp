@@ -34,79 +34,91 @@ void require_error_untouched(Index n, Index c, const std::string& expected, F&& 
 
 }  // namespace
 
-TEMPLATE_TEST_CASE("invalid batches are rejected before anything is written", "[errors]", float, double) {
+TEMPLATE_TEST_CASE("invalid batches are rejected before anything is written, by every loss", "[errors]", float,
+                   double) {
   using T = TestType;
   const Index n = 40, c = 5;
-  const Eigen::VectorXi counts = long_tail_counts(c);
-  const lmf::LMFLoss<T> loss(counts);
-  Mat<T> x = random_logits<T>(n, c);
-  Labels y = random_labels(n, c);
-
-  auto both = [&](const Mat<T>& xx, const Labels& yy) {
-    return [&, xx, yy](Mat<T>& g, Vec<T>& v) {
-      loss.per_row_and_gradient(xx, yy, v, g);
+  const Mat<T> x = random_logits<T>(n, c);
+  const Labels y = random_labels(n, c);
+  for (const LossCase& lc : registry(c)) {
+    const lmf::Loss<T> loss = make_loss<T>(lc);
+    INFO(describe(lc));
+    auto fused = [&](const Mat<T>& xx, const Labels& yy) {
+      return [&, xx, yy](Mat<T>& g, Vec<T>&) { loss.value_and_gradient(xx, yy, g); };
     };
-  };
-  auto fused = [&](const Mat<T>& xx, const Labels& yy) {
-    return [&, xx, yy](Mat<T>& g, Vec<T>&) { loss.value_and_gradient(xx, yy, g); };
-  };
-
-  SECTION("a label >= C, at the last row (after rows that would have been written)") {
-    y(n - 1) = 5;
-    require_error_untouched<T>(n, c, "label 5 at row 39 is outside [0, 5)", fused(x, y));
-    require_error_untouched<T>(n, c, "label 5 at row 39 is outside [0, 5)", both(x, y));
-    REQUIRE_THROWS_AS(loss.value(x, y), lmf::Error);
-  }
-  SECTION("a negative label other than ignore_index") {
-    y(17) = -1;
-    require_error_untouched<T>(n, c, "label -1 at row 17 is outside [0, 5)", fused(x, y));
-  }
-  SECTION("the wrong number of labels") {
-    Labels short_y = y.head(n - 1);
-    require_error_untouched<T>(n, c, "labels have 39x1 entries but logits have 40 rows", fused(x, short_y));
-  }
-  SECTION("logits with another number of classes than the loss") {
-    Mat<T> x6 = random_logits<T>(n, 6);
-    Mat<T> g6 = Mat<T>::Constant(n, 6, T(3));
-    REQUIRE_THROWS_WITH(loss.value_and_gradient(x6, y, g6), Catch::Contains("logits have 6 classes but the loss has 5"));
-    REQUIRE((g6.array() == T(3)).all());
-  }
-  SECTION("a gradient of the wrong shape") {
-    Mat<T> g = Mat<T>::Constant(n, c + 1, T(3));
-    REQUIRE_THROWS_WITH(loss.value_and_gradient(x, y, g), Catch::Contains("gradient is 40x6"));
-    REQUIRE((g.array() == T(3)).all());
-  }
-  SECTION("NaN, +inf and -inf logits, at the last counted row") {
+    auto both = [&](const Mat<T>& xx, const Labels& yy) {
+      return [&, xx, yy](Mat<T>& g, Vec<T>& v) { loss.per_row_and_gradient(xx, yy, v, g); };
+    };
+    const bool has_per_row = lc.kind != "lmf_seed";
+    {
+      INFO("a label >= C, at the last row (after rows that would have been written)");
+      Labels yb = y;
+      yb(n - 1) = 5;
+      require_error_untouched<T>(n, c, "label 5 at row 39 is outside [0, 5)", fused(x, yb));
+      if (has_per_row) require_error_untouched<T>(n, c, "label 5 at row 39 is outside [0, 5)", both(x, yb));
+      REQUIRE_THROWS_AS(loss.value(x, yb), lmf::Error);
+    }
+    {
+      INFO("a negative label other than ignore_index");
+      Labels yb = y;
+      yb(17) = -1;
+      require_error_untouched<T>(n, c, "label -1 at row 17 is outside [0, 5)", fused(x, yb));
+    }
+    {
+      INFO("the wrong number of labels");
+      Labels short_y = y.head(n - 1);
+      require_error_untouched<T>(n, c, "labels have 39x1 entries but logits have 40 rows", fused(x, short_y));
+    }
+    if (loss.classes() != 0) {
+      INFO("logits with another number of classes than the loss");
+      Mat<T> x6 = random_logits<T>(n, 6);
+      Mat<T> g6 = Mat<T>::Constant(n, 6, T(3));
+      REQUIRE_THROWS_WITH(loss.value_and_gradient(x6, y, g6), Catch::Contains("logits have 6 classes but the loss has 5"));
+      REQUIRE((g6.array() == T(3)).all());
+    }
+    {
+      INFO("a gradient of the wrong shape");
+      Mat<T> g = Mat<T>::Constant(n, c + 1, T(3));
+      REQUIRE_THROWS_WITH(loss.value_and_gradient(x, y, g), Catch::Contains("gradient is 40x6"));
+      REQUIRE((g.array() == T(3)).all());
+    }
     for (T bad : {std::numeric_limits<T>::quiet_NaN(), std::numeric_limits<T>::infinity(),
                   -std::numeric_limits<T>::infinity()}) {
+      INFO("a bad logit " << bad << " at the last counted row");
       Mat<T> xb = x;
+      Labels yb = y;
+      yb(n - 1) = 2;
       xb(n - 1, 3) = bad;
-      require_error_untouched<T>(n, c, "logit at row 39, class 3 is", fused(xb, y));
-      require_error_untouched<T>(n, c, "logit at row 39, class 3 is", both(xb, y));
-      // value-only: detected from the non-finite result, same message
-      REQUIRE_THROWS_WITH(loss.value(xb, y), Catch::Contains("logit at row 39, class 3 is"));
+      require_error_untouched<T>(n, c, "logit at row 39, class 3 is", fused(xb, yb));
+      if (has_per_row) require_error_untouched<T>(n, c, "logit at row 39, class 3 is", both(xb, yb));
+      // value-only: detected by the kernel, then located: same message
+      REQUIRE_THROWS_WITH(loss.value(xb, yb), Catch::Contains("logit at row 39, class 3 is"));
     }
-  }
-  SECTION("logits so large that s * x overflows") {
-    Mat<T> xb = x;
-    xb(2, 1) = std::numeric_limits<T>::max() / T(4);
-    require_error_untouched<T>(n, c, "at row 2, class 1 is too large", fused(xb, y));
-  }
-  SECTION("a NaN logit in an ignored row is never read") {
-    Mat<T> xb = x;
-    Labels yb = y;
-    xb(5, 0) = std::numeric_limits<T>::quiet_NaN();
-    yb(5) = -100;
-    Mat<T> g(n, c);
-    REQUIRE(std::isfinite(loss.value_and_gradient(xb, yb, g)));
-    REQUIRE(g.row(5).isZero());
-  }
-  SECTION("raw entry point: null pointers") {
-    Mat<T> g(n, c);
-    T out = 0;
-    REQUIRE_FALSE(loss.try_value_and_gradient(x.data(), lmf::Layout::col_major(n, c), y.data(), static_cast<T*>(nullptr), out));
-    REQUIRE_THROWS_WITH(loss.value(static_cast<const T*>(nullptr), lmf::Layout::col_major(n, c), y.data()),
-                        Catch::Contains("null"));
+    {
+      INFO("logits so large that s * x overflows");
+      Mat<T> xb = x;
+      Labels yb = y;
+      yb(2) = 0;
+      xb(2, 1) = std::numeric_limits<T>::max() / T(4);
+      require_error_untouched<T>(n, c, "at row 2, class 1 is too large", fused(xb, yb));
+    }
+    {
+      INFO("a NaN logit in an ignored row is never used");
+      Mat<T> xb = x;
+      Labels yb = y;
+      xb(5, 0) = std::numeric_limits<T>::quiet_NaN();
+      yb(5) = -100;
+      Mat<T> g(n, c);
+      REQUIRE(std::isfinite(loss.value_and_gradient(xb, yb, g)));
+      REQUIRE(g.row(5).isZero());
+    }
+    {
+      INFO("raw entry point: null pointers");
+      T out = 0;
+      REQUIRE_FALSE(loss.try_value_and_gradient(x.data(), lmf::Layout::col_major(n, c), y.data(), static_cast<T*>(nullptr), out));
+      REQUIRE_THROWS_WITH(loss.value(static_cast<const T*>(nullptr), lmf::Layout::col_major(n, c), y.data()),
+                          Catch::Contains("null"));
+    }
   }
 }
 
@@ -179,24 +191,41 @@ TEMPLATE_TEST_CASE("invalid options are rejected at construction", "[errors]", f
   }
 }
 
-TEMPLATE_TEST_CASE("mean over zero counted rows is 0 with a zero gradient", "[errors][reduction]", float, double) {
+TEMPLATE_TEST_CASE("empty and all-ignored batches: mean 0 with a zero gradient, for every loss", "[errors][reduction]",
+                   float, double) {
   using T = TestType;
-  Eigen::VectorXi counts(3);
-  counts << 100, 10, 1;
-  for (const lmf::Loss<T>& loss : {lmf::Loss<T>(lmf::LMFLoss<T>(counts)), lmf::Loss<T>(lmf::LMFLoss<T>::official_code(counts)),
-                                   lmf::Loss<T>(lmf::LMFLoss<T>::seed_code(counts)), lmf::Loss<T>(lmf::CrossEntropyLoss<T>())}) {
-    SECTION("empty batch") {
-      Mat<T> x(0, 3), g(0, 3);
-      Labels y(0);
-      REQUIRE(loss.value(x, y) == T(0));
-      REQUIRE(loss.value_and_gradient(x, y, g) == T(0));
-    }
-    SECTION("every row ignored") {
-      Mat<T> x = random_logits<T>(6, 3);
-      Labels y = Labels::Constant(6, -100);
-      Mat<T> g = Mat<T>::Constant(6, 3, T(9));
-      REQUIRE(loss.value_and_gradient(x, y, g) == T(0));
-      REQUIRE(g.isZero());
+  for (const char* r : {"mean", "sum", "none"}) {
+    for (const LossCase& lc : registry(3, r, balanced_weights(3), 2.0, 30.0)) {
+      const lmf::Loss<T> loss = make_loss<T>(lc);
+      const bool none = loss.reduction() == lmf::Reduction::none;
+      INFO(describe(lc));
+      {
+        INFO("empty batch");
+        Mat<T> x(0, 3), g(0, 3);
+        Labels y(0);
+        Vec<T> v(0);
+        if (none) {
+          loss.per_row_and_gradient(x, y, v, g);
+        } else {
+          REQUIRE(loss.value(x, y) == T(0));
+          REQUIRE(loss.value_and_gradient(x, y, g) == T(0));
+        }
+      }
+      {
+        INFO("every row ignored");
+        Mat<T> x = random_logits<T>(40, 3);
+        Labels y = Labels::Constant(40, -100);
+        Mat<T> g = Mat<T>::Constant(40, 3, T(9));
+        Vec<T> v = Vec<T>::Constant(40, T(9));
+        if (none) {
+          loss.per_row_and_gradient(x, y, v, g);
+          REQUIRE(v.isZero());
+        } else {
+          REQUIRE(loss.value_and_gradient(x, y, g) == T(0));
+          REQUIRE(loss.value(x, y) == T(0));
+        }
+        REQUIRE(g.isZero());
+      }
     }
   }
 }

@@ -1,39 +1,62 @@
-// Numerics: focal's phi and phi' against their closed forms, finite values and gradients for
-// gamma in {0, 0.5, 1, 2, 5} where p_t -> 1 (PyTorch: NaN for gamma < 1), logits up to +-1e4
-// with s up to 64, and l >= 0 exactly.
+// Numerics: focal's phi and phi' against their closed forms, and one test per numerics promise
+// of the README (each was checked by breaking the code on purpose; see the comments):
+//   - finite for gamma < 1 where p_t -> 1 (PyTorch: NaN)             "focus: ... every regime",
+//                                                                    "finite values ... extremes"
+//   - log1p accuracy for confident rows, float and double, every kernel
+//                                                                    "the cross entropy of a dominant target"
+//   - the exact target gradient in the confident limit, every kernel  (same test)
+//   - logits up to +-1e4 with s = 64: finite and exact, every kernel   "logits of 1e4 with s = 64"
 #include "support.hpp"
 
+#include <algorithm>
 #include <limits>
 
 using namespace lmf_test;
 
+namespace {
+const lmf::Kernel kAllKernels[] = {lmf::Kernel::scalar, lmf::Kernel::rows, lmf::Kernel::lanes};
+const char* kernel_name(lmf::Kernel k) {
+  switch (k) {
+    case lmf::Kernel::scalar: return "scalar";
+    case lmf::Kernel::rows: return "rows";
+    case lmf::Kernel::lanes: return "lanes";
+    default: return "automatic";
+  }
+}
+}  // namespace
+
 TEMPLATE_TEST_CASE("focus: phi and phi' in every regime", "[numerics]", float, double) {
   using T = TestType;
-  for (T gamma : {T(0), T(0.5), T(1), T(1.5), T(2), T(5)}) {
-    INFO("gamma " << gamma);
-    SECTION("l = 0: phi = 0, phi' = 1 for gamma 0 and 0 otherwise") {
-      const auto f = lmf::math::focus(T(0), gamma);
-      REQUIRE(f.value == 0);
-      REQUIRE(f.derivative == (gamma == 0 ? T(1) : T(0)));
+  const auto gamma = GENERATE(as<T>{}, 0, 0.5, 1, 1.5, 2, 5);
+  INFO("gamma " << gamma);
+  SECTION("l = 0: phi = 0, phi' = 1 for gamma 0 and 0 otherwise") {
+    const auto f = lmf::math::focus(T(0), gamma);
+    REQUIRE(f.value == 0);
+    REQUIRE(f.derivative == (gamma == 0 ? T(1) : T(0)));
+  }
+  SECTION("tiny l (p_t -> 1): finite and equal to the series (1+gamma) l^gamma") {
+    // broken on purpose once (phi' as (1-p)^gamma + gamma p l (1-p)^(gamma-1)): NaN/inf for
+    // gamma < 1 at l = 1e-30 in float, caught here
+    for (T l : {T(1e-30), T(1e-12), T(1e-7), T(1e-4)}) {
+      INFO("l " << l);
+      const auto f = lmf::math::focus(l, gamma);
+      REQUIRE(std::isfinite(f.value));
+      REQUIRE(std::isfinite(f.derivative));
+      const double expected = (1 + double(gamma)) * std::pow(double(l), double(gamma));
+      // below T's smallest normal the result underflows (to a subnormal or 0): absolute there
+      const double tiny = double(std::numeric_limits<T>::min());
+      REQUIRE(rel_error(double(f.derivative), expected, tiny / 1e-3) < 1e-3 + 2 * double(l) * (1 + double(gamma)));
     }
-    SECTION("tiny l (p_t -> 1): finite and equal to the series (1+gamma) l^gamma") {
-      for (T l : {T(1e-30), T(1e-12), T(1e-7), T(1e-4)}) {
-        const auto f = lmf::math::focus(l, gamma);
-        REQUIRE(std::isfinite(f.value));
-        REQUIRE(std::isfinite(f.derivative));
-        const double expected = (1 + double(gamma)) * std::pow(double(l), double(gamma));
-        REQUIRE(rel_error(double(f.derivative), expected, 1e-300) < 1e-3 + 2 * double(l) * (1 + double(gamma)));
-      }
-    }
-    SECTION("moderate l: the closed forms") {
-      for (double l : {0.01, 0.3, 1.0, 4.0, 30.0}) {
-        const auto f = lmf::math::focus(T(l), gamma);
-        const double p = std::exp(-l), q = 1 - p, g = double(gamma);
-        const double phi = std::pow(q, g) * l;
-        const double dphi = std::pow(q, g) + (g == 0 ? 0.0 : g * p * l * std::pow(q, g - 1));
-        REQUIRE(rel_error(double(f.value), phi, 1e-300) < (sizeof(T) == 8 ? 1e-14 : 1e-6));
-        REQUIRE(rel_error(double(f.derivative), dphi, 1e-300) < (sizeof(T) == 8 ? 1e-13 : 1e-6));
-      }
+  }
+  SECTION("moderate l: the closed forms") {
+    for (double l : {0.01, 0.3, 1.0, 4.0, 30.0}) {
+      INFO("l " << l);
+      const auto f = lmf::math::focus(T(l), gamma);
+      const double p = std::exp(-l), q = -std::expm1(-l), g = double(gamma);
+      const double phi = std::pow(q, g) * l;
+      const double dphi = std::pow(q, g) + (g == 0 ? 0.0 : g * p * l * std::pow(q, g - 1));
+      REQUIRE(rel_error(double(f.value), phi, 1e-300) < 64 * std::numeric_limits<T>::epsilon());
+      REQUIRE(rel_error(double(f.derivative), dphi, 1e-300) < 64 * std::numeric_limits<T>::epsilon());
     }
   }
 }
@@ -45,40 +68,114 @@ TEMPLATE_TEST_CASE("finite values and gradients at the extremes", "[numerics]", 
   for (T gamma : {T(0), T(0.5), T(1), T(2), T(5)}) {
     for (T s : {T(1), T(30), T(64)}) {
       for (T scale : {T(1), T(1e2), T(1e4)}) {
-        typename lmf::LMFLoss<T>::Options o;
-        o.gamma = gamma;
-        o.s = s;
-        const lmf::LMFLoss<T> loss(counts, o);
-        Mat<T> x = random_logits<T>(40, c) * scale;
-        const Labels y = random_labels(40, c);
-        for (Index i = 0; i < 20; ++i) x(i, y(i)) = scale * T(3);  // confident rows: p_t -> 1
-        x.row(20).setConstant(scale);                              // ties at the maximum
-        x.row(21).setConstant(-scale);
-        Mat<T> g(40, c);
-        const T v = loss.value_and_gradient(x, y, g);
-        INFO("gamma " << gamma << ", s " << s << ", |x| up to " << 5 * scale);
-        REQUIRE(std::isfinite(v));
-        REQUIRE(g.allFinite());
-        Vec<T> rows(40);
-        loss.per_row(x, y, rows);
-        REQUIRE(rows.allFinite());
-        REQUIRE((rows.array() >= 0).all());
+        for (lmf::Kernel kern : kAllKernels) {
+          typename lmf::LMFLoss<T>::Options o;
+          o.gamma = gamma;
+          o.s = s;
+          lmf::LMFLoss<T> loss(counts, o);
+          loss.set_kernel(kern);
+          Mat<T> x = random_logits<T>(40, c) * (scale / T(5));
+          const Labels y = random_labels(40, c);
+          for (Index i = 0; i < 20; ++i) x(i, y(i)) = scale;  // confident rows: p_t -> 1
+          x.row(20).setConstant(scale);                        // ties at the maximum
+          x.row(21).setConstant(-scale);
+          MatR<T> xr = x, g(40, c);
+          const T v = loss.value_and_gradient(xr, y, g);
+          INFO("gamma " << gamma << ", s " << s << ", |x| up to " << scale << ", kernel " << kernel_name(kern));
+          REQUIRE(std::isfinite(v));
+          REQUIRE(g.allFinite());
+          Vec<T> rows(40);
+          loss.per_row(xr, y, rows);
+          REQUIRE(rows.allFinite());
+        }
       }
     }
   }
 }
 
-TEST_CASE("the cross entropy of a dominant target keeps full relative accuracy", "[numerics]") {
-  // l = log(1 + e^-20) ~ 2.06e-9: computed via log1p of the sum without the maximum
-  Mat<double> x(1, 2);
-  x << 20.0, 0.0;
-  Labels y(1);
-  y << 0;
-  const double l = lmf::CrossEntropyLoss<double>().value(x, y);
-  REQUIRE(rel_error(l, std::log1p(std::exp(-20.0)), 1e-300) < 1e-15);
-  Mat<double> g(1, 2);
-  lmf::CrossEntropyLoss<double>().value_and_gradient(x, y, g);
-  const double p1 = std::exp(-20.0) / (1 + std::exp(-20.0));
-  REQUIRE(rel_error(g(0, 0), -p1, 1e-300) < 1e-15);  // softmax_y - 1 without cancellation
-  REQUIRE(rel_error(g(0, 1), p1, 1e-300) < 1e-15);
+TEMPLATE_TEST_CASE("the cross entropy of a dominant target keeps full relative accuracy, on every kernel",
+                   "[numerics]", float, double) {
+  using T = TestType;
+  // Row (20, 0, ..., 0) with label 0: l = log(1 + (C-1) e^-20) ~ (C-1) 2.06e-9, where log(1 + r)
+  // rounds to 0 in float (PyTorch's log_softmax too); lmf uses log1p. The target's gradient
+  // softmax_y - 1 = -(C-1) e^-20 / (1 + (C-1) e^-20) would cancel to 0 the same way.
+  // Broken on purpose once each (log(1 + rest) in math::cross_entropy_from and the lanes kernel;
+  // e_y * inv - 1 for the target): caught here.
+  const double eps = std::numeric_limits<T>::epsilon();
+  for (Index c : {2, 7, 100}) {
+    for (lmf::Kernel kern : kAllKernels) {
+      INFO("C " << c << ", kernel " << kernel_name(kern));
+      const Index n = 37;  // more than 2 x 16 rows: the lanes kernel's vector path runs
+      MatR<T> x = MatR<T>::Zero(n, c);
+      x.col(0).setConstant(T(20));
+      const Labels y = Labels::Zero(n);
+      lmf::CrossEntropyLoss<T> ce;
+      ce.set_kernel(kern);
+      MatR<T> g(n, c);
+      const double r = double(c - 1) * std::exp(-20.0);
+      const double l = std::log1p(r);
+      REQUIRE(rel_error(double(ce.value_and_gradient(x, y, g)), l, 1e-300) < 16 * eps);
+      REQUIRE(rel_error(double(ce.value(x, y)), l, 1e-300) < 16 * eps);
+      const double gy = -r / (1 + r) / double(n), gc = std::exp(-20.0) / (1 + r) / double(n);
+      for (Index i = 0; i < n; ++i) {
+        REQUIRE(rel_error(double(g(i, 0)), gy, 1e-300) < 16 * eps);
+        for (Index j = 1; j < c; ++j) REQUIRE(rel_error(double(g(i, j)), gc, 1e-300) < 16 * eps);
+      }
+    }
+  }
+}
+
+TEMPLATE_TEST_CASE("logits of 1e4 with s = 64: finite and exact on every kernel", "[numerics]", float, double) {
+  using T = TestType;
+  // LDAM, s 64, a row (1e4, -1e4, 0, ...) with label 1: l = 64 (2e4 + m_1) + log1p(...), about
+  // 1.28e6; z itself reaches 6.4e5, so exp(z - max) must be formed from differences of raw
+  // logits (math::adjusted_difference). Broken on purpose once (s x_c - s x_k): caught here.
+  const double eps = std::numeric_limits<T>::epsilon();
+  for (Index c : {3, 100}) {
+    for (lmf::Kernel kern : kAllKernels) {
+      INFO("C " << c << ", kernel " << kernel_name(kern));
+      const Eigen::VectorXi counts = long_tail_counts(c);
+      typename lmf::LDAMLoss<T>::Options o;
+      o.s = T(64);
+      o.reduction = lmf::Reduction::none;
+      lmf::LDAMLoss<T> loss(counts, o);
+      loss.set_kernel(kern);
+      const Index n = 40;
+      MatR<T> x = MatR<T>::Zero(n, c);
+      Labels y(n);
+      for (Index i = 0; i < n; ++i) {
+        x(i, 0) = T(1e4);
+        x(i, 1) = T(-1e4);
+        x(i, 2) = T(i % 2 ? 1e4 : 9999.5);  // a tie with the maximum on odd rows
+        y(i) = Index(i % 3);
+      }
+      Vec<T> rows(n);
+      MatR<T> g(n, c);
+      loss.per_row_and_gradient(x, y, rows, g);
+      REQUIRE(rows.allFinite());
+      REQUIRE(g.allFinite());
+      const Vec<T> m = loss.margins();
+      for (Index i = 0; i < n; ++i) {
+        // reference in long double, exponents as z_j - z_0 = 64 ((x_j - x_0) - (m_j - m_0)) (exact
+        // differences: forming z_j ~ 6.4e5 first would leave absolute errors of 1e-10)
+        using LD = long double;
+        auto zm = [&](Index j) { return j == y(i) ? LD(m(y(i))) : LD(0); };
+        std::vector<LD> z(static_cast<std::size_t>(c));
+        for (Index j = 0; j < c; ++j) z[std::size_t(j)] = LD(64) * ((LD(x(i, j)) - LD(x(i, 0))) - (zm(j) - zm(0)));
+        const std::size_t top = std::size_t(std::max_element(z.begin(), z.end()) - z.begin());
+        const LD zmax = z[top];
+        LD rest = 0;  // sum over the other classes, so that log1p keeps l's digits
+        for (std::size_t j = 0; j < z.size(); ++j)
+          if (j != top) rest += std::exp(z[j] - zmax);
+        const LD sum = 1 + rest;
+        const double l = double(std::log1p(rest) + (zmax - z[std::size_t(y(i))]));
+        INFO("row " << i);
+        REQUIRE(rel_error(double(rows(i)), l, 1e-300) < 64 * eps);
+        for (Index j = 0; j < c; ++j) {
+          const double p = double(std::exp(z[std::size_t(j)] - zmax) / sum);
+          REQUIRE(std::abs(double(g(i, j)) - 64.0 * (p - (j == y(i) ? 1.0 : 0.0))) < 64 * 64 * eps);
+        }
+      }
+    }
+  }
 }

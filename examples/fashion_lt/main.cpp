@@ -24,7 +24,6 @@
 #include "progress.hpp"
 #include "svg.hpp"
 
-
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -219,7 +218,7 @@ RunResult train_and_evaluate(const LossSetup& setup, const Dataset& train, const
   fashion::Rng rng{static_cast<std::uint64_t>(seed)};
   fashion::MLP model(int(train.images.cols()), kHidden, kClasses, rng);
   lmf::Loss<float> loss = setup.make(counts);
-  const lmf::DeferredReweighting<float> drw(counts, drw_start_epoch(s.epochs), 0.9999f);
+  const lmf::DeferredReweighting<float> drw(counts, drw_start_epoch(s.epochs), 0.9999);
 
   const Eigen::Index n = train.labels.size();
   const long steps_per_epoch = long((n + s.batch - 1) / s.batch);

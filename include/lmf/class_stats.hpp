@@ -61,19 +61,20 @@ Vector<T> ldam_margins(const Eigen::MatrixBase<Derived>& counts, T max_m = T(0.5
 
 /// Class-balanced weights of Cui et al. (2019), "effective number of samples":
 /// w_j = (1 - beta) / (1 - beta^n_j), normalized so that they sum to C. beta = 0 gives all ones.
+/// beta is a double whatever T is: 0.9999 as a float is 0.99989998, which moves the weights by
+/// 4e-5 relative (write 0.9999, not 0.9999f). Computed in double, rounded to T at the end.
 /// Errors: empty counts, a count <= 0, beta outside [0, 1).
 template <class T, class Derived>
-Vector<T> class_balanced_weights(const Eigen::MatrixBase<Derived>& counts, T beta = T(0.9999)) {
+Vector<T> class_balanced_weights(const Eigen::MatrixBase<Derived>& counts, double beta = 0.9999) {
   static_assert(std::is_floating_point<T>::value,
                 "lmf::class_balanced_weights<T>: T must be float or double");
-  LMF_CHECK_ARG(beta >= T(0) && beta < T(1), "class_balanced_weights: beta is ", beta,
-                " (must be in [0, 1))");
+  LMF_CHECK_ARG(beta >= 0 && beta < 1, "class_balanced_weights: beta is ", beta, " (must be in [0, 1))");
   const Vector<double> n = detail::checked_counts<double>(counts, "class_balanced_weights");
   // 1 - beta^n as -expm1(n log beta): exact for beta near 1, where 1 - pow(beta, n) cancels.
   Vector<double> w(n.size());
   for (Index j = 0; j < n.size(); ++j) {
-    const double effective = beta == T(0) ? 1.0 : -std::expm1(n(j) * std::log(double(beta)));
-    w(j) = (1.0 - double(beta)) / effective;
+    const double effective = beta == 0 ? 1.0 : -std::expm1(n(j) * std::log(beta));
+    w(j) = (1.0 - beta) / effective;
   }
   w *= double(n.size()) / w.sum();
   return w.template cast<T>();
@@ -115,13 +116,13 @@ Eigen::Matrix<std::int64_t, Eigen::Dynamic, 1> class_counts(const Eigen::MatrixB
 /// Deferred re-weighting (Cao et al. 2019, LDAM-DRW): class weights are all 1 before
 /// start_epoch and class-balanced (class_balanced_weights(counts, beta)) from start_epoch on.
 ///
-///     lmf::DeferredReweighting<float> drw(counts, 160, 0.9999f);
+///     lmf::DeferredReweighting<float> drw(counts, 160, 0.9999);   // beta: a double
 ///     loss.set_class_weights(drw.weights(epoch));
 template <class T>
 class DeferredReweighting {
  public:
   template <class Derived>
-  DeferredReweighting(const Eigen::MatrixBase<Derived>& counts, Index start_epoch, T beta = T(0.9999))
+  DeferredReweighting(const Eigen::MatrixBase<Derived>& counts, Index start_epoch, double beta = 0.9999)
       : late_(class_balanced_weights<T>(counts, beta)), start_epoch_(start_epoch) {
     LMF_CHECK_ARG(start_epoch >= 0, "DeferredReweighting: start_epoch is ", start_epoch,
                   " (must be >= 0)");
