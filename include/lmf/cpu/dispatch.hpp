@@ -433,13 +433,15 @@ Status evaluate(const LossSpec<T>& spec, Reduction reduction, const T* x, const 
   for (int t = 0; t < n_terms; ++t) {
     const Term<T>& term = spec.terms[t];
     const Accum den = reduction == Reduction::mean ? denominators[t] : Accum(1);
-    const Accum inv = den > 0 ? Accum(1) / den : Accum(0);
+    const Accum weight_scale = den > 0 && den < 0x1p-900 ? 0x1p1000 : Accum(1);  // see TermParams
+    const Accum inv = den > 0 ? Accum(1) / (den * weight_scale) : Accum(0);
     params[t] = TermParams<T>{term.s,
                               term.gamma,
                               term.a.size() ? term.a.data() : nullptr,
                               term.m.size() ? term.m.data() : nullptr,
                               term.b.size() ? term.b.data() : nullptr,
                               term.w.size() ? term.w.data() : nullptr,
+                              weight_scale,
                               inv,
                               Accum(term.weight) * inv,
                               term.focus_on == FocusOn::batch_mean,

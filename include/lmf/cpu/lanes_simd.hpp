@@ -109,11 +109,11 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
       for (Index g = 0; g < G; ++g) {
         const Index* yl = ylane + g * W;
         for (Index j = 0; j < W; ++j)
-          wv[g * W + j] = yl[j] < 0 ? Accum(0) : (p.w ? Accum(p.w[yl[j]]) : Accum(1)) * p.value_scale;
+          wv[g * W + j] = yl[j] < 0 ? Accum(0) : ((p.w ? Accum(p.w[yl[j]]) : Accum(1)) * p.weight_scale) * p.value_scale;
         my[g] = p.m ? simd::lanes_from<T>([&](Index j) { return yl[j] >= 0 ? p.m[yl[j]] : T(0); }) : zero;
         wy[g] = p.w ? simd::lanes_from<T>([&](Index j) { return yl[j] >= 0 ? p.w[yl[j]] : T(1); }) : one;
         gw[g] = simd::lanes_from<T>([&](Index j) {
-          return static_cast<T>((p.w && yl[j] >= 0 ? Accum(p.w[yl[j]]) : Accum(1)) * p.grad_scale);
+          return static_cast<T>(((p.w && yl[j] >= 0 ? Accum(p.w[yl[j]]) : Accum(1)) * p.weight_scale) * p.grad_scale);
         });
         y_ref[g] = xy[g] - my[g] >= X[g];
         x_ref[g] = xsimd::select(y_ref[g], xy[g], X[g]);

@@ -48,8 +48,9 @@ RowTerm<T> finish_row(const TermParams<T>& p, T wy, T rest, T others, T dy, T e_
     phi = f.value;
     derivative = f.derivative;
   }
-  const T coef = static_cast<T>(Accum(wy) * p.grad_scale) * derivative * p.s;
-  return {wy * phi, (Accum(wy) * p.value_scale) * Accum(phi), coef * inv,
+  const Accum w = Accum(wy) * p.weight_scale;
+  const T coef = static_cast<T>(w * p.grad_scale) * derivative * p.s;
+  return {wy * phi, (w * p.value_scale) * Accum(phi), coef * inv,
           coef * math::softmax_minus_onehot(e_y, true, rest, inv)};
 }
 

@@ -17,11 +17,12 @@ using Accum = double;
 /// A term as the kernels see it: raw pointers (null = default) and the scales the dispatcher
 /// derived from the reduction. Trivially copyable, so it can be passed to a CUDA kernel.
 ///
-/// The scales are doubles and multiply the class weight first: a row adds
-/// (w_y * value_scale) * phi(l) to the term's sum and gets the gradient factor
-/// T(w_y * grad_scale) * phi'(l) * s. For a mean, w_y / denominator <= 1 for every counted class, so
-/// neither product can overflow where the mean itself is finite (huge or subnormal class weights,
-/// rows whose sum would overflow T).
+/// The scales are doubles and multiply the class weight first: with w'_y = w_y * weight_scale, a
+/// row adds (w'_y * value_scale) * phi(l) to the term's sum and gets the gradient factor
+/// T(w'_y * grad_scale) * phi'(l) * s. For a mean, w_y / denominator <= 1 for every counted class,
+/// so neither product can overflow where the mean itself is finite (huge class weights, rows whose
+/// sum would overflow T). weight_scale is 1, or 2^1000 when the denominator is so small (subnormal
+/// weights) that its reciprocal would overflow; multiplying by it is exact.
 template <class T>
 struct TermParams {
   T s;
@@ -30,8 +31,9 @@ struct TermParams {
   const T* m;  ///< null: all 0
   const T* b;  ///< null: all 0
   const T* w;  ///< null: all 1
-  Accum value_scale;  ///< 1 / denominator (1 for sum and none)
-  Accum grad_scale;   ///< term weight / denominator (term weight for sum and none)
+  Accum weight_scale;  ///< 1, or 2^1000 for tiny denominators
+  Accum value_scale;   ///< 1 / (denominator * weight_scale) (1 for sum and none)
+  Accum grad_scale;    ///< term weight * value_scale
   bool batch_focus;        ///< phi applied to the batch mean: row value is w_y * l
   T batch_derivative;      ///< phi'(batch mean) for batch_focus terms
 };
@@ -112,10 +114,10 @@ bool scalar_rows(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums)
         phi = f.value;
         derivative = f.derivative;
       }
-      sums[t] += (Accum(wy) * p.value_scale) * Accum(phi);
+      sums[t] += (Accum(wy) * p.weight_scale * p.value_scale) * Accum(phi);
       if (k.row_values) row_value += k.term_weights[t] * (wy * phi);
       if (g) {
-        const T coef = static_cast<T>(Accum(wy) * p.grad_scale) * derivative * p.s;
+        const T coef = static_cast<T>(Accum(wy) * p.weight_scale * p.grad_scale) * derivative * p.s;
         const T inv = T(1) / (T(1) + rest);
         for (Index c = 0; c < C; ++c) {
           const T gc = coef * (p.a ? p.a[c] : T(1)) * math::softmax_minus_onehot(e(c), c == y, rest, inv);

@@ -108,9 +108,13 @@ batch<T> modulation(const batch<T>& one_minus_p, T gamma) {
   if (gamma == T(2)) return one_minus_p * one_minus_p;
   if (gamma == T(1.5)) return one_minus_p * xsimd::sqrt(one_minus_p);
   if (gamma == T(3)) return one_minus_p * one_minus_p * one_minus_p;
-  // pow(0, gamma) = 0 for gamma > 0; xsimd's pow goes through log, so guard the zero lane
+  // exp(gamma log(1 - p)), as xsimd::pow computes it, but through fast_exp: xsimd 8.1's exp
+  // converts out-of-range arguments (gamma log of a tiny 1 - p) to integers, undefined behaviour.
+  // pow(0, gamma) = 0 for gamma > 0, and so is every result below the smallest normal.
   const mask<T> zero = one_minus_p <= batch<T>(T(0));
-  return xsimd::select(zero, batch<T>(T(0)), xsimd::pow(xsimd::select(zero, batch<T>(T(1)), one_minus_p), batch<T>(gamma)));
+  const batch<T> e = batch<T>(gamma) * xsimd::log(xsimd::select(zero, batch<T>(T(1)), one_minus_p));
+  const T lowest = sizeof(T) == 4 ? T(-87.33) : T(-708.39);
+  return xsimd::select(zero || e < batch<T>(lowest), batch<T>(T(0)), fast_exp(e));
 }
 
 /// math::focus on a batch: phi(l) and phi'(l) per lane, given 1 - p = 1 - e^-l computed by the

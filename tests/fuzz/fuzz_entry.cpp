@@ -1,0 +1,301 @@
+// libFuzzer harness over lmf's raw entry points (pointer + Layout), built with clang,
+// AddressSanitizer and UndefinedBehaviorSanitizer by tests/fuzz/run.sh.
+//
+// Each input describes one batch — scalar type, loss (every registry kind: CE, focal, LDAM, LMF,
+// both presets, a generic a/b/m/w spec), options, sizes, strides (aliasing and overflowing ones
+// included), label type, labels and logits (special values included) — and the harness calls
+// try_value, try_value_and_gradient and try_per_row on it. Invariants (a violation aborts):
+//   1. no entry point throws (try_* return a Status, allocation failure included);
+//   2. on error nothing is written: the gradient and per-row buffers keep their sentinel bytes;
+//   3. on success: finite results where the inputs are moderate, equal (to rounding) to the
+//      scalar reference kernel, the sum reduction equal to the sum of the per-row values, and
+//      bitwise the same for 1 and 2 threads.
+#include <lmf/lmf.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+namespace {
+
+/// Reads the fuzz input front to back; past the end it yields zeros.
+struct Reader {
+  const std::uint8_t* data;
+  std::size_t size, pos = 0;
+  std::uint8_t byte() { return pos < size ? data[pos++] : 0; }
+  std::uint32_t u32() {
+    std::uint32_t v = 0;
+    for (int i = 0; i < 4; ++i) v = v << 8 | byte();
+    return v;
+  }
+  bool left() const { return pos < size; }
+};
+
+[[noreturn]] void fail(const char* what) {
+  std::fprintf(stderr, "lmf fuzz invariant violated: %s\n", what);
+  std::abort();
+}
+
+template <class T>
+T value_from(Reader& r) {
+  const std::uint8_t k = r.byte();
+  switch (k % 16) {
+    case 0: return std::numeric_limits<T>::quiet_NaN();
+    case 1: return std::numeric_limits<T>::infinity();
+    case 2: return -std::numeric_limits<T>::infinity();
+    case 3: return std::numeric_limits<T>::max() / T(2);
+    case 4: return T(1e4) * (r.byte() % 2 ? 1 : -1);
+    case 5: return std::numeric_limits<T>::denorm_min();
+    case 6: return T(1e30) * (r.byte() % 2 ? 1 : -1);
+    default: {
+      const std::int32_t v = std::int32_t(r.u32());
+      return static_cast<T>(double(v) / double(1 << 24));  // about [-128, 128]
+    }
+  }
+}
+
+template <class T>
+lmf::Loss<T> make_loss(Reader& r, lmf::Index C, bool& built) {
+  built = false;
+  Eigen::VectorXi counts(C);
+  for (lmf::Index j = 0; j < C; ++j) counts(j) = 1 + int(r.byte()) * 37;
+  lmf::Vector<T> w;
+  if (r.byte() % 2) {
+    w.resize(C);
+    for (lmf::Index j = 0; j < C; ++j) {
+      const std::uint8_t k = r.byte();
+      w(j) = k == 0 ? T(0) : k == 1 ? T(1e30) : k == 2 ? std::numeric_limits<T>::denorm_min() : T(k) / T(16);
+    }
+  }
+  const lmf::Reduction red = static_cast<lmf::Reduction>(r.byte() % 3);
+  const std::int64_t ignore = r.byte() % 4 ? -100 : std::int64_t(r.byte() % (C + 1));
+  const T gamma = T(r.byte() % 42) / T(2);  // 0 .. 20.5: beyond the limit is an error
+  const T s = r.byte() % 8 ? T(1 + r.byte() % 64) : T(2e4);
+  const int kind = r.byte() % 7;
+  auto common = [&](auto& o) {
+    o.reduction = red;
+    o.class_weights = w;
+    o.ignore_index = ignore;
+  };
+#if !LMF_NO_EXCEPTIONS
+  try {
+#endif
+    switch (kind) {
+      case 0: {
+        typename lmf::CrossEntropyLoss<T>::Options o;
+        common(o);
+        built = true;
+        return lmf::CrossEntropyLoss<T>(o);
+      }
+      case 1: {
+        typename lmf::FocalLoss<T>::Options o;
+        common(o);
+        o.gamma = gamma;
+        lmf::FocalLoss<T> l(o);
+        built = true;
+        return l;
+      }
+      case 2: {
+        typename lmf::LDAMLoss<T>::Options o;
+        common(o);
+        o.s = s;
+        lmf::LDAMLoss<T> l(counts, o);
+        built = true;
+        return l;
+      }
+      case 3: {
+        typename lmf::LMFLoss<T>::Options o;
+        common(o);
+        o.s = s;
+        o.gamma = gamma;
+        lmf::LMFLoss<T> l(counts, o);
+        built = true;
+        return l;
+      }
+      case 4: {
+        auto l = lmf::LMFLoss<T>::seed_code(counts, w, ignore);
+        built = true;
+        return l;
+      }
+      case 5: {
+        auto l = lmf::LMFLoss<T>::official_code(counts, ignore);
+        built = true;
+        return l;
+      }
+      default: {
+        lmf::LossSpec<T> spec;
+        spec.reduction = red;
+        spec.ignore_index = ignore;
+        lmf::Term<T> t;
+        t.s = s;
+        t.gamma = gamma;
+        t.a = lmf::Vector<T>::LinSpaced(C, T(0.5), T(1.5));
+        t.b = lmf::Vector<T>::LinSpaced(C, T(-1), T(1));
+        t.m = lmf::Vector<T>::LinSpaced(C, T(0), T(0.5));
+        t.w = w;
+        spec.terms.push_back(t);
+        t.gamma = T(0);
+        t.weight = T(0.25);
+        spec.terms.push_back(t);
+        lmf::Loss<T> l(spec);
+        built = true;
+        return l;
+      }
+    }
+#if !LMF_NO_EXCEPTIONS
+  } catch (const lmf::Error&) {
+    built = false;  // invalid options: rejected at construction, as documented
+  } catch (...) {
+    fail("a constructor threw something other than lmf::Error");
+  }
+#endif
+  return lmf::CrossEntropyLoss<T>();
+}
+
+template <class T>
+void fill_sentinel(std::vector<T>& v) {
+  if (!v.empty()) std::memset(v.data(), 0x5a, v.size() * sizeof(T));
+}
+template <class T>
+bool same_bytes(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
+}
+
+bool close(double a, double b, double tol) {
+  if (std::isnan(a) || std::isnan(b)) return std::isnan(a) && std::isnan(b);
+  if (std::isinf(a) || std::isinf(b)) return a == b;
+  return std::abs(a - b) <= tol * std::max({1.0, std::abs(a), std::abs(b)});
+}
+
+template <class T, class L>
+void run(Reader& r) {
+  const lmf::Index C = 1 + r.byte() % 40;
+  bool built = false;
+  lmf::Loss<T> loss = make_loss<T>(r, C, built);
+  if (!built) return;
+  lmf::Layout lx;
+  lx.samples = r.byte() % 40;
+  lx.classes = r.byte() % 16 ? C : lmf::Index(std::uint64_t(r.u32()) << (r.byte() % 31));  // mostly the loss's C
+  lx.inner = 1 + (r.byte() % 8 ? 0 : r.byte() % 4);
+  const int form = r.byte() % 6;
+  if (form == 0) lx = lmf::Layout::row_major(lx.samples, lx.classes);
+  else if (form == 1) lx = lmf::Layout::col_major(lx.samples, lx.classes);
+  else if (form == 2) lx = lmf::Layout::nchw(lx.samples, lx.classes, lx.inner);
+  else if (form == 3) {  // arbitrary strides, aliasing ones included
+    lx.sample_stride = r.byte() % 64;
+    lx.class_stride = r.byte() % 8;
+    lx.inner_stride = r.byte() % 8;
+  } else if (form == 4) {  // huge ones
+    lx.sample_stride = lmf::Index(std::uint64_t(r.u32()) << (r.byte() % 31));
+    lx.class_stride = 1;
+  } else {
+    lx = lmf::Layout::row_major(lx.samples, lx.classes);
+    lx.sample_stride += r.byte() % 5;  // padded rows
+  }
+  lmf::Index span = 0;
+  const bool sane = lmf::detail::layout_span(lx, lmf::Index(1) << 20, span) && lx.classes <= 4096;
+  // A layout too large to allocate here is only passed on when lmf must reject it (overflowing
+  // sizes or strides): then nothing may be read.
+  if (!sane && lmf::detail::check_layout(lx, "logits", lmf::limits::max_classes, lmf::limits::max_elements).ok()) return;
+  const std::size_t n = sane ? std::size_t(span) : std::size_t(64);
+  std::vector<T> x(n), grad(n), grad0(n);
+  bool moderate = true;
+  for (T& v : x) {
+    v = value_from<T>(r);
+    moderate &= std::isfinite(v) && std::abs(v) <= T(200);
+  }
+  const lmf::Index rows = sane ? lx.rows() : 8;
+  std::vector<L> labels(std::size_t(std::max<lmf::Index>(rows, 1)));
+  for (L& y : labels) {
+    const std::uint8_t k = r.byte();
+    y = k < 200 ? L(k % std::max<lmf::Index>(C, 1)) : k < 230 ? L(-100) : k < 240 ? L(-1) : L(~std::uint64_t(99));
+  }
+  fill_sentinel(grad);
+  grad0 = grad;
+  std::vector<T> values(std::size_t(std::max<lmf::Index>(rows, 1)) + 1), values0;
+  fill_sentinel(values);
+  values0 = values;
+  const int threads = 1 + r.byte() % 2;
+  loss.set_threads(threads);
+  loss.set_kernel(static_cast<lmf::Kernel>(r.byte() % 4));
+
+  T v = T(0), v_only = T(0);
+  lmf::Status s_grad, s_value, s_rows;
+#if !LMF_NO_EXCEPTIONS
+  try {
+#endif
+    s_value = loss.try_value(x.data(), lx, labels.data(), v_only);
+    s_grad = loss.try_value_and_gradient(x.data(), lx, labels.data(), grad.data(), v);
+    if (!s_grad.ok() && !same_bytes(grad, grad0))
+      fail("try_value_and_gradient failed but wrote the gradient");
+    s_rows = loss.try_per_row(x.data(), lx, labels.data(), values.data(), static_cast<T*>(nullptr));
+    if (!s_rows.ok() && !same_bytes(values, values0))
+      fail("try_per_row failed but wrote the per-row values");
+#if !LMF_NO_EXCEPTIONS
+  } catch (...) {
+    fail("a try_* entry point threw");
+  }
+#endif
+  if (!s_grad.ok()) return;
+  if (!s_value.ok() && loss.reduction() != lmf::Reduction::none) fail("value failed where value_and_gradient succeeded");
+  const double tol = sizeof(T) == 8 ? 1e-9 : 1e-3;
+  if (moderate && !std::isfinite(v)) fail("non-finite value on moderate input");
+  if (!close(double(v), double(v_only), tol)) fail("value and value_and_gradient disagree");
+
+  // the scalar reference kernel
+  lmf::Loss<T> ref = loss;
+  ref.set_kernel(lmf::Kernel::scalar);
+  std::vector<T> grad_ref(n);
+  fill_sentinel(grad_ref);
+  T v_ref = T(0);
+  if (!ref.try_value_and_gradient(x.data(), lx, labels.data(), grad_ref.data(), v_ref).ok())
+    fail("the scalar kernel rejects what the chosen kernel accepted");
+  if (moderate && !close(double(v), double(v_ref), tol)) fail("value differs from the scalar kernel");
+  if (moderate) {
+    double gmax = 0;
+    for (std::size_t i = 0; i < n; ++i)
+      if (std::isfinite(double(grad_ref[i]))) gmax = std::max(gmax, std::abs(double(grad_ref[i])));
+    for (std::size_t i = 0; i < n; ++i) {
+      if (std::memcmp(&grad[i], &grad_ref[i], sizeof(T)) == 0) continue;  // both untouched padding
+      if (!std::isfinite(double(grad[i]))) fail("non-finite gradient on moderate input");
+      if (std::abs(double(grad[i]) - double(grad_ref[i])) > tol * std::max(1.0, gmax)) fail("gradient differs from the scalar kernel");
+    }
+  }
+  // 1 and 2 threads: bitwise the same
+  lmf::Loss<T> other = loss;
+  other.set_threads(3 - threads);
+  std::vector<T> grad_other(n);
+  fill_sentinel(grad_other);
+  T v_other = T(0);
+  if (!other.try_value_and_gradient(x.data(), lx, labels.data(), grad_other.data(), v_other).ok())
+    fail("another thread count rejects the batch");
+  if (std::memcmp(&v, &v_other, sizeof(T)) != 0 && !(std::isnan(v) && std::isnan(v_other)))
+    fail("value differs between 1 and 2 threads");
+  if (!same_bytes(grad, grad_other)) fail("gradient differs between 1 and 2 threads");
+  // sum = the sum of the per-row values
+  if (s_rows.ok() && loss.reduction() == lmf::Reduction::sum && moderate) {
+    double total = 0;
+    for (lmf::Index i = 0; i < rows; ++i) total += double(values[std::size_t(i)]);
+    if (!close(total, double(v), sizeof(T) == 8 ? 1e-9 : 1e-3)) fail("sum differs from the sum of the per-row values");
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  Reader r{data, size};
+  const std::uint8_t head = r.byte();
+  const bool dbl = head & 1;
+  switch ((head >> 1) % 4) {
+    case 0: dbl ? run<double, int>(r) : run<float, int>(r); break;
+    case 1: dbl ? run<double, std::int64_t>(r) : run<float, std::int64_t>(r); break;
+    case 2: dbl ? run<double, std::uint64_t>(r) : run<float, std::uint64_t>(r); break;
+    default: dbl ? run<double, std::uint32_t>(r) : run<float, std::uint32_t>(r); break;
+  }
+  return 0;
+}
