@@ -35,6 +35,16 @@ template <class T>
 constexpr double tolerance() {
   return (sizeof(T) == 8 ? 4096.0 : 80.0) * double(std::numeric_limits<T>::epsilon());
 }
+/// The tolerance of a comparison between two kernels in T: tolerance<T>() plus the conditioning
+/// of exp(z) in T, eps * max|z| (z = s * x: two kernels that round an exponent of 176 differently
+/// by one ulp differ by 176 eps in exp; max|z| = max_t s_t * max|x|).
+template <class T>
+double kernel_tolerance(const lmf::Loss<T>& loss, double max_abs_logit) {
+  double s = 0;
+  for (const lmf::Term<T>& t : loss.spec().terms) s = std::max(s, double(t.s) * (t.a.size() ? double(t.a.cwiseAbs().maxCoeff()) : 1.0));
+  return tolerance<T>() + double(std::numeric_limits<T>::epsilon()) * s * max_abs_logit;
+}
+
 /// Kept under its old name for the parity tests.
 template <class T>
 constexpr double parity_tol() {
@@ -77,14 +87,24 @@ constexpr double kElementFloor = 1e-6;
 
 /// Both bounds at once: normwise (floor 1e-3 of `scale`) and elementwise (floor kElementFloor
 /// of `scale`); `scale` defaults to max|b|.
+///
+/// Both floors are at least 1e8 x the smallest normal number of a's scalar type (1e-30 in float):
+/// the fast kernels' exp gives the smallest normal where the true value underflows (a row whose
+/// target dominates by exp(-144) has l = 1.2e-38 there and 0 in the scalar kernel).
 template <class A, class B>
 bool close(const A& a, const B& b, double tol, double scale = -1) {
   const Eigen::ArrayXd db = b.template cast<double>().reshaped().array();
   const double s = scale >= 0 ? scale : (db.size() ? db.abs().maxCoeff() : 0.0);
-  const double ew = elementwise_error(a, b, std::max(kElementFloor * s, std::numeric_limits<double>::min()));
-  const double nw = rel_error(a, b, std::max(1e-3 * s, std::numeric_limits<double>::min()));
+  const double tiny = 1e8 * double(std::numeric_limits<typename A::Scalar>::min());
+  const double ew = elementwise_error(a, b, std::max(kElementFloor * s, tiny));
+  const double nw = rel_error(a, b, std::max(1e-3 * s, tiny));
   if (ew > tol || nw > tol) {
-    UNSCOPED_INFO("normwise error " << nw << ", elementwise error " << ew << " (tolerance " << tol << ")");
+    const Eigen::ArrayXd da = a.template cast<double>().reshaped().array();
+    Index worst = 0;
+    ((da - db).abs() / db.abs().max(std::max(kElementFloor * s, tiny))).maxCoeff(&worst);
+    UNSCOPED_INFO("normwise error " << nw << ", elementwise error " << ew << " (tolerance " << tol
+                                    << "); worst entry " << worst << ": " << da(worst) << " vs " << db(worst)
+                                    << " (scale " << s << ")");
     return false;
   }
   return true;

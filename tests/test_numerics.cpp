@@ -179,3 +179,32 @@ TEMPLATE_TEST_CASE("logits of 1e4 with s = 64: finite and exact on every kernel"
     }
   }
 }
+
+TEMPLATE_TEST_CASE("a row whose target is far below the maximum has phi' = 1 exactly, on every kernel",
+                   "[numerics]", float, double) {
+  using T = TestType;
+  // l = 5000: p_t = e^-5000 = 0 and phi'(l) = (1 - p)^gamma (1 + gamma p l / (1 - p)) = 1. A kernel
+  // that formed p as 1 - (1 - p_t) would get p ~ eps and phi' = 1 + gamma eps l (1.0006 in float):
+  // found by the kernel-agreement test once it covered C = 40 with logits of 1e4.
+  const double eps = std::numeric_limits<T>::epsilon();
+  for (Index c : {2, 7, 100}) {
+    for (lmf::Kernel kern : kAllKernels) {
+      INFO("C " << c << ", kernel " << kernel_name(kern));
+      const Index n = 37;
+      MatR<T> x = MatR<T>::Zero(n, c);
+      x.col(1).setConstant(T(5000));
+      const Labels y = Labels::Zero(n);
+      typename lmf::FocalLoss<T>::Options o;
+      o.gamma = T(2);
+      o.reduction = lmf::Reduction::sum;
+      lmf::FocalLoss<T> focal(o);
+      focal.set_kernel(kern);
+      MatR<T> g(n, c);
+      REQUIRE(rel_error(double(focal.value_and_gradient(x, y, g)), 5000.0 * double(n), 1e-300) < 16 * eps);
+      for (Index i = 0; i < n; ++i) {
+        REQUIRE(rel_error(double(g(i, 0)), -1.0, 1e-300) < 16 * eps);  // softmax_y - 1 = -1, times phi' = 1
+        REQUIRE(rel_error(double(g(i, 1)), 1.0, 1e-300) < 16 * eps);
+      }
+    }
+  }
+}

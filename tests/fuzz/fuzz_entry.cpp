@@ -4,7 +4,9 @@
 // Each input describes one batch — scalar type, loss (every registry kind: CE, focal, LDAM, LMF,
 // both presets, a generic a/b/m/w spec), options, sizes, strides (aliasing and overflowing ones
 // included), label type, labels and logits (special values included) — and the harness calls
-// try_value, try_value_and_gradient and try_per_row on it. Invariants (a violation aborts):
+// try_value, try_value_and_gradient and try_per_row on it. tests/fuzz/make_seeds.py writes inputs
+// in this encoding (the regression seeds of the corpus): keep the two in step. Invariants (a
+// violation aborts):
 //   1. no entry point throws (try_* return a Status, allocation failure included);
 //   2. on error nothing is written: the gradient and per-row buffers keep their sentinel bytes;
 //   3. on success: finite results where the inputs are moderate, equal (to rounding) to the
@@ -52,6 +54,7 @@ T value_from(Reader& r) {
     case 4: return T(1e4) * (r.byte() % 2 ? 1 : -1);
     case 5: return std::numeric_limits<T>::denorm_min();
     case 6: return T(1e30) * (r.byte() % 2 ? 1 : -1);
+    case 7: return std::numeric_limits<T>::max() / T(32) * (r.byte() % 2 ? 1 : -1);  // within the logit limit
     default: {
       const std::int32_t v = std::int32_t(r.u32());
       return static_cast<T>(double(v) / double(1 << 24));  // about [-128, 128]
@@ -241,6 +244,14 @@ void run(Reader& r) {
     fail("a try_* entry point threw");
   }
 #endif
+  if (std::getenv("LMF_FUZZ_VERBOSE"))  // to check what an input decodes to
+    std::fprintf(stderr, "%s labels %zu-byte, loss '%s' (%d terms, reduction %d), C %ld, layout %ld x %ld x %ld strides %ld %ld %ld, "
+                 "%d thread(s): value %s %g | grad %s | per-row %s\n", sizeof(T) == 8 ? "double" : "float", sizeof(L),
+                 loss.spec().terms.size() == 1 ? (loss.spec().terms[0].s != T(1) ? "ldam" : "ce/focal") : "multi-term",
+                 int(loss.spec().terms.size()), int(loss.reduction()), long(C), long(lx.samples), long(lx.classes),
+                 long(lx.inner), long(lx.sample_stride), long(lx.class_stride), long(lx.inner_stride), threads,
+                 s_value.ok() ? "ok" : s_value.message().c_str(), double(v_only), s_grad.ok() ? "ok" : s_grad.message().c_str(),
+                 s_rows.ok() ? "ok" : s_rows.message().c_str());
   if (!s_grad.ok()) return;
   if (!s_value.ok() && loss.reduction() != lmf::Reduction::none) fail("value failed where value_and_gradient succeeded");
   const double tol = sizeof(T) == 8 ? 1e-9 : 1e-3;

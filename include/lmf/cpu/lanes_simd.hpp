@@ -149,8 +149,8 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
           phi = l;
           derivative = B(p.batch_derivative);
         } else {
-          // 1 - p_t = others / (1 + rest): no cancellation, no expm1
-          simd::focus(l, others * inv, p.gamma, phi, derivative);
+          // p_t = e_y / (1 + rest), 1 - p_t = others / (1 + rest): no cancellation, no expm1
+          simd::focus(l, others * inv, ey * inv, p.gamma, phi, derivative);
         }
         alignas(64) T phis[W];
         phi.store_aligned(phis);

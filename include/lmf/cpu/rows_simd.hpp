@@ -44,7 +44,8 @@ RowTerm<T> finish_row(const TermParams<T>& p, T wy, T rest, T others, T dy, T e_
     phi = l;
     derivative = p.batch_derivative;
   } else {
-    const math::Focus<T> f = math::focus(l, others * inv, p.gamma);  // 1 - p_t = others / (1 + rest)
+    // p_t = e_y / (1 + rest), 1 - p_t = others / (1 + rest): neither from the other
+    const math::Focus<T> f = math::focus(l, others * inv, e_y * inv, p.gamma);
     phi = f.value;
     derivative = f.derivative;
   }

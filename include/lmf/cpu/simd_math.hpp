@@ -117,16 +117,16 @@ batch<T> modulation(const batch<T>& one_minus_p, T gamma) {
   return xsimd::select(zero || e < batch<T>(lowest), batch<T>(T(0)), fast_exp(e));
 }
 
-/// math::focus on a batch: phi(l) and phi'(l) per lane, given 1 - p = 1 - e^-l computed by the
-/// caller without cancellation (the kernels have it from the softmax sums).
+/// math::focus on a batch: phi(l) and phi'(l) per lane, given p = e^-l and 1 - p, each computed by
+/// the caller without cancellation (the kernels have them from the softmax sums).
 template <class T>
-void focus(const batch<T>& l, const batch<T>& one_minus_p, T gamma, batch<T>& value, batch<T>& derivative) {
+void focus(const batch<T>& l, const batch<T>& one_minus_p, const batch<T>& p, T gamma, batch<T>& value,
+           batch<T>& derivative) {
   if (gamma == T(0)) {
     value = l;
     derivative = batch<T>(T(1));
     return;
   }
-  const batch<T> p = batch<T>(T(1)) - one_minus_p;
   const mask<T> positive = one_minus_p > batch<T>(T(0));
   const batch<T> r = xsimd::select(positive, l / xsimd::select(positive, one_minus_p, batch<T>(T(1))), batch<T>(T(1)));
   const batch<T> mod = modulation(one_minus_p, gamma);

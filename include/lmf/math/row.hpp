@@ -27,8 +27,10 @@ struct Focus {
 };
 
 /// Focal modulation phi(l) = (1 - e^-l)^gamma * l and its derivative, for l >= 0, gamma >= 0,
-/// given one_minus_p = 1 - e^-l computed without cancellation (the kernels get it from the
-/// softmax sums as others / (1 + rest); the overload below uses -expm1(-l)).
+/// given p = e^-l and one_minus_p = 1 - e^-l, each computed without cancellation (the kernels
+/// get them from the softmax sums as e_y / (1 + rest) and others / (1 + rest); the overload below
+/// uses exp(-l) and -expm1(-l)). p must not be formed as 1 - one_minus_p: its absolute error eps
+/// times gamma * l (l in the thousands for a badly wrong row) would move phi' by 1e-3 in float.
 ///
 /// Numerics: 1 - p is computed as -expm1(-l), which keeps full relative accuracy when p -> 1
 /// (PyTorch's `1 - p` rounds to 0 there). phi'(l) is written as
@@ -37,9 +39,8 @@ struct Focus {
 /// infinite at l = 0, where PyTorch's autograd returns NaN. At l == 0 exactly, r is set to its
 /// limit 1, so phi'(0) = 0 for gamma > 0 and 1 for gamma == 0, the true derivatives.
 template <class T>
-LMF_HOST_DEVICE inline Focus<T> focus(T l, T one_minus_p, T gamma) {
+LMF_HOST_DEVICE inline Focus<T> focus(T l, T one_minus_p, T p, T gamma) {
   if (gamma == T(0)) return {l, T(1)};
-  const T p = T(1) - one_minus_p;
   const T r = one_minus_p > T(0) ? l / one_minus_p : T(1);
   const T mod = gamma == T(1) ? one_minus_p
               : gamma == T(2) ? one_minus_p * one_minus_p
@@ -47,10 +48,11 @@ LMF_HOST_DEVICE inline Focus<T> focus(T l, T one_minus_p, T gamma) {
   return {mod * l, mod * (T(1) + gamma * p * r)};
 }
 
-/// focus(l, gamma) with 1 - p = -expm1(-l).
+/// focus(l, gamma) with p = exp(-l) and 1 - p = -expm1(-l).
 template <class T>
 LMF_HOST_DEVICE inline Focus<T> focus(T l, T gamma) {
-  return focus(l, gamma == T(0) ? T(0) : -std::expm1(-l), gamma);
+  if (gamma == T(0)) return {l, T(1)};
+  return focus(l, -std::expm1(-l), std::exp(-l), gamma);
 }
 
 /// z_c - z_k for the row's maximal class k, computed as a difference of the raw logits first:
