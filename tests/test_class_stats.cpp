@@ -2,6 +2,8 @@
 // label counting — and their errors.
 #include "support.hpp"
 
+#include <limits>
+
 using namespace lmf_test;
 
 TEMPLATE_TEST_CASE("ldam_margins", "[class_stats]", float, double) {
@@ -39,6 +41,12 @@ TEMPLATE_TEST_CASE("class_balanced_weights and inverse_frequency_weights", "[cla
     for (Index j = 0; j < 4; ++j) ref(j) = (1 - 0.9999) / (1 - std::pow(0.9999, double(counts(j))));
     ref *= 4.0 / ref.sum();
     REQUIRE(rel_error(w, ref) < (sizeof(T) == 8 ? 1e-11 : 1e-5));
+  }
+  SECTION("beta is a double for every T: float weights are the double weights rounded once") {
+    // with a float beta, 0.9999f = 0.99989998 moved the weights by 3.7e-5 relative
+    const Vec<double> wd = lmf::class_balanced_weights<double>(counts, 0.9999);
+    const Vec<T> wt = lmf::class_balanced_weights<T>(counts, 0.9999);
+    REQUIRE(elementwise_error(wt, wd, 0.0) <= std::numeric_limits<T>::epsilon());
   }
   SECTION("beta 0 gives all ones") {
     REQUIRE(lmf::class_balanced_weights<T>(counts, T(0)).isApprox(Vec<T>::Ones(4)));
