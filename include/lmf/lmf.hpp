@@ -10,5 +10,6 @@
 #include <lmf/class_stats.hpp>
 #include <lmf/spec.hpp>
 #include <lmf/view.hpp>
+#include <lmf/plan.hpp>
 #include <lmf/loss.hpp>
 #include <lmf/losses.hpp>

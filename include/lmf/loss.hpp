@@ -12,6 +12,7 @@
 #pragma once
 
 #include <lmf/cpu/dispatch.hpp>
+#include <lmf/plan.hpp>
 #include <lmf/spec.hpp>
 #include <lmf/view.hpp>
 
@@ -158,6 +159,40 @@ class Loss {
     return v;
   }
 
+  /// In place: `logits` and `grad` may be the same object (same pointer and layout); the
+  /// gradient is then written over the logits, with the same result as a separate buffer.
+
+  // ---- data parallel: totals, and the calls that take them (docs/guide.md) -------------------
+
+  /// This shard's part of what the reduction divides by (see plan.hpp): sum the totals of every
+  /// shard (all-reduce data()/size()), then pass the sum to value or value_and_gradient. Validates
+  /// labels (and, for the seed-code preset, logits).
+  template <class DX, class DY>
+  Totals totals(const Eigen::MatrixBase<DX>& logits, const Eigen::MatrixBase<DY>& labels) const {
+    Totals t;
+    detail::raise_if(try_totals(logits, labels, t));
+    return t;
+  }
+
+  /// This shard's part of the loss: with `totals` summed over every shard, the shards' values add
+  /// up to the whole batch's value.
+  template <class DX, class DY>
+  T value(const Eigen::MatrixBase<DX>& logits, const Eigen::MatrixBase<DY>& labels, const Totals& totals) const {
+    T v{};
+    detail::raise_if(try_value(logits, labels, totals, v));
+    return v;
+  }
+
+  /// This shard's part of the loss and its rows of the whole batch's gradient, times grad_scale
+  /// (autograd's grad_output; the value is not scaled), in the same single pass.
+  template <class DX, class DY, class DG>
+  T value_and_gradient(const Eigen::MatrixBase<DX>& logits, const Eigen::MatrixBase<DY>& labels,
+                       const Eigen::MatrixBase<DG>& grad, const Totals& totals, T grad_scale = T(1)) const {
+    T v{};
+    detail::raise_if(try_value_and_gradient(logits, labels, grad, totals, grad_scale, v));
+    return v;
+  }
+
   /// Per-row values (the reduction none of PyTorch), whatever this loss's reduction is.
   template <class DX, class DY, class DV>
   void per_row(const Eigen::MatrixBase<DX>& logits, const Eigen::MatrixBase<DY>& labels,
@@ -188,6 +223,29 @@ class Loss {
     detail::raise_if(try_value_and_gradient(logits, layout, labels, grad, v));
     return v;
   }
+  /// grad may be `logits` (in place: same pointer, same layout).
+  template <class L>
+  T value_and_gradient(const T* logits, const Layout& layout, const L* labels, T* grad, const Totals& totals,
+                       T grad_scale = T(1)) const {
+    static_assert(std::is_integral<L>::value, "lmf: labels must be integers (int32_t, int64_t, ...)");
+    T v{};
+    detail::raise_if(try_value_and_gradient(logits, layout, labels, grad, totals, grad_scale, v));
+    return v;
+  }
+  template <class L>
+  T value(const T* logits, const Layout& layout, const L* labels, const Totals& totals) const {
+    static_assert(std::is_integral<L>::value, "lmf: labels must be integers (int32_t, int64_t, ...)");
+    T v{};
+    detail::raise_if(try_value(logits, layout, labels, totals, v));
+    return v;
+  }
+  template <class L>
+  Totals totals(const T* logits, const Layout& layout, const L* labels) const {
+    static_assert(std::is_integral<L>::value, "lmf: labels must be integers (int32_t, int64_t, ...)");
+    Totals t;
+    detail::raise_if(try_totals(logits, layout, labels, t));
+    return t;
+  }
   /// values: layout.rows() contiguous entries, row i = n * inner + d. grad may be null.
   template <class L>
   void per_row(const T* logits, const Layout& layout, const L* labels, T* values, T* grad = nullptr) const {
@@ -204,19 +262,48 @@ class Loss {
     });
   }
 
+  template <class DX, class DY>
+  Status try_value(const Eigen::MatrixBase<DX>& logits, const Eigen::MatrixBase<DY>& labels, const Totals& totals,
+                   T& out) const {
+    return eigen_call(logits, labels, [&](const T* x, const Layout& lx, auto* y, Index ys) {
+      return reduced(x, lx, y, ys, detail::Outputs<T>{}, out, detail::CallOptions<T>{&totals, T(1)});
+    });
+  }
+
+  template <class DX, class DY>
+  Status try_totals(const Eigen::MatrixBase<DX>& logits, const Eigen::MatrixBase<DY>& labels, Totals& out) const {
+    return eigen_call(logits, labels, [&](const T* x, const Layout& lx, auto* y, Index ys) {
+      return detail::never_throws([&] { return detail::compute_totals(spec_, x, lx, y, ys, out); });
+    });
+  }
+
   template <class DX, class DY, class DG>
   Status try_value_and_gradient(const Eigen::MatrixBase<DX>& logits, const Eigen::MatrixBase<DY>& labels,
                                 const Eigen::MatrixBase<DG>& grad, T& out) const {
+    return try_value_and_gradient(logits, labels, grad, detail::CallOptions<T>{}, out);
+  }
+
+  template <class DX, class DY, class DG>
+  Status try_value_and_gradient(const Eigen::MatrixBase<DX>& logits, const Eigen::MatrixBase<DY>& labels,
+                                const Eigen::MatrixBase<DG>& grad, const Totals& totals, T grad_scale, T& out) const {
+    return try_value_and_gradient(logits, labels, grad, detail::CallOptions<T>{&totals, grad_scale}, out);
+  }
+
+ private:
+  template <class DX, class DY, class DG>
+  Status try_value_and_gradient(const Eigen::MatrixBase<DX>& logits, const Eigen::MatrixBase<DY>& labels,
+                                const Eigen::MatrixBase<DG>& grad, const detail::CallOptions<T>& options, T& out) const {
     detail::static_check_output<DG>();
     auto& g = const_cast<Eigen::MatrixBase<DG>&>(grad);
     return eigen_call(logits, labels, [&](const T* x, const Layout& lx, auto* y, Index ys) {
       detail::Outputs<T> o;
       o.grad = g.derived().data();
       o.lg = detail::eigen_layout(g);
-      return reduced(x, lx, y, ys, o, out);
+      return reduced(x, lx, y, ys, o, out, options);
     });
   }
 
+ public:
   template <class DX, class DY, class DV>
   Status try_per_row(const Eigen::MatrixBase<DX>& logits, const Eigen::MatrixBase<DY>& labels,
                      const Eigen::MatrixBase<DV>& values) const {
@@ -236,13 +323,22 @@ class Loss {
   }
   template <class L>
   Status try_value_and_gradient(const T* logits, const Layout& layout, const L* labels, T* grad, T& out) const {
+    return try_raw_gradient(logits, layout, labels, grad, detail::CallOptions<T>{}, out);
+  }
+  template <class L>
+  Status try_value_and_gradient(const T* logits, const Layout& layout, const L* labels, T* grad, const Totals& totals,
+                                T grad_scale, T& out) const {
+    return try_raw_gradient(logits, layout, labels, grad, detail::CallOptions<T>{&totals, grad_scale}, out);
+  }
+  template <class L>
+  Status try_value(const T* logits, const Layout& layout, const L* labels, const Totals& totals, T& out) const {
     static_assert(std::is_integral<L>::value, "lmf: labels must be integers (int32_t, int64_t, ...)");
-    detail::Outputs<T> o;
-    o.grad = grad;
-    o.lg = layout;
-    if (grad == nullptr && layout.rows() > 0 && layout.classes > 0)
-      return Status::error(detail::message("null gradient pointer"));
-    return reduced(logits, layout, labels, 1, o, out);
+    return reduced(logits, layout, labels, 1, detail::Outputs<T>{}, out, detail::CallOptions<T>{&totals, T(1)});
+  }
+  template <class L>
+  Status try_totals(const T* logits, const Layout& layout, const L* labels, Totals& out) const {
+    static_assert(std::is_integral<L>::value, "lmf: labels must be integers (int32_t, int64_t, ...)");
+    return detail::never_throws([&] { return detail::compute_totals(spec_, logits, layout, labels, Index(1), out); });
   }
   template <class L>
   Status try_per_row(const T* logits, const Layout& layout, const L* labels, T* values, T* grad) const {
@@ -295,12 +391,25 @@ class Loss {
   }
 
   template <class L>
-  Status reduced(const T* x, const Layout& lx, const L* y, Index ys, const detail::Outputs<T>& o, T& out) const {
+  Status try_raw_gradient(const T* logits, const Layout& layout, const L* labels, T* grad,
+                          const detail::CallOptions<T>& options, T& out) const {
+    static_assert(std::is_integral<L>::value, "lmf: labels must be integers (int32_t, int64_t, ...)");
+    detail::Outputs<T> o;
+    o.grad = grad;
+    o.lg = layout;
+    if (grad == nullptr && layout.rows() > 0 && layout.classes > 0)
+      return Status::error(detail::message("null gradient pointer"));
+    return reduced(logits, layout, labels, 1, o, out, options);
+  }
+
+  template <class L>
+  Status reduced(const T* x, const Layout& lx, const L* y, Index ys, const detail::Outputs<T>& o, T& out,
+                 const detail::CallOptions<T>& options = {}) const {
     if (spec_.reduction == Reduction::none)
       return Status::error(detail::message(
           "this loss has reduction none: call per_row or per_row_and_gradient for per-row values"));
     T v{};
-    Status s = detail::never_throws([&] { return detail::evaluate(spec_, spec_.reduction, x, lx, y, ys, o, v); });
+    Status s = detail::never_throws([&] { return detail::evaluate(spec_, spec_.reduction, x, lx, y, ys, o, options, v); });
     if (s) out = v;
     return s;
   }
@@ -313,7 +422,8 @@ class Loss {
             "per-row values are undefined for a loss whose focal term acts on the batch mean "
             "(seed-code preset); use value or value_and_gradient"));
     T ignored{};
-    return detail::never_throws([&] { return detail::evaluate(spec_, Reduction::none, x, lx, y, ys, o, ignored); });
+    return detail::never_throws(
+        [&] { return detail::evaluate(spec_, Reduction::none, x, lx, y, ys, o, detail::CallOptions<T>{}, ignored); });
   }
 
   LossSpec<T> spec_;

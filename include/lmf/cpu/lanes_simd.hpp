@@ -29,8 +29,15 @@ namespace detail {
 /// groups in flight let the out-of-order core overlap them.
 constexpr Index kLaneGroups = 2;
 
-/// Lanes kernel over rows [begin, end). scratch: at least (n_terms + 2) * C * W * kLaneGroups
-/// entries, aligned to 64 bytes.
+/// Scratch the lanes kernel needs per thread: the logits and gradient tiles and one tile of
+/// exponentials per term, C x (kLaneGroups * W) each.
+template <class T>
+Index lanes_scratch_size(Index classes, int n_terms) {
+  return (Index(n_terms) + 2) * classes * simd::width<T>() * kLaneGroups;
+}
+
+/// Lanes kernel over rows [begin, end). scratch: lanes_scratch_size<T>(C, n_terms) entries,
+/// aligned to 64 bytes.
 template <class T, class L>
 bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, T* scratch) {
   using B = simd::batch<T>;
@@ -145,13 +152,8 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
         const B inv = one / (one + rest);
         const B l = xsimd::max(xsimd::log1p(rest) - dy, zero);
         B phi, derivative;
-        if (p.batch_focus) {
-          phi = l;
-          derivative = B(p.batch_derivative);
-        } else {
-          // p_t = e_y / (1 + rest), 1 - p_t = others / (1 + rest): no cancellation, no expm1
-          simd::focus(l, others * inv, ey * inv, p.gamma, phi, derivative);
-        }
+        // p_t = e_y / (1 + rest), 1 - p_t = others / (1 + rest): no cancellation, no expm1
+        simd::focus(l, others * inv, ey * inv, p.gamma, phi, derivative);
         alignas(64) T phis[W];
         phi.store_aligned(phis);
         for (Index j = 0; j < W; ++j) lane_sums[t][g * W + j] += wv[g * W + j] * static_cast<Accum>(phis[j]);

@@ -39,24 +39,20 @@ template <class T>
 RowTerm<T> finish_row(const TermParams<T>& p, T wy, T rest, T others, T dy, T e_y) {
   const T l = math::cross_entropy_from(dy, rest);
   const T inv = T(1) / (T(1) + rest);
-  T phi, derivative;
-  if (p.batch_focus) {
-    phi = l;
-    derivative = p.batch_derivative;
-  } else {
-    // p_t = e_y / (1 + rest), 1 - p_t = others / (1 + rest): neither from the other
-    const math::Focus<T> f = math::focus(l, others * inv, e_y * inv, p.gamma);
-    phi = f.value;
-    derivative = f.derivative;
-  }
+  // p_t = e_y / (1 + rest), 1 - p_t = others / (1 + rest): neither from the other
+  const math::Focus<T> f = math::focus(l, others * inv, e_y * inv, p.gamma);
+  const T phi = f.value, derivative = f.derivative;
   const Accum w = Accum(wy) * p.weight_scale;
   const T coef = static_cast<T>(w * p.grad_scale) * derivative * p.s;
   return {wy * phi, (w * p.value_scale) * Accum(phi), coef * inv,
           coef * math::softmax_minus_onehot(e_y, true, rest, inv)};
 }
 
+/// Scratch the rows kernel needs per thread: one row of exponentials per term.
+inline Index rows_scratch_size(Index classes, int n_terms) { return Index(n_terms) * classes; }
+
 /// Rows kernel over rows [begin, end); class_stride must be 1 (and 1 for the gradient).
-/// scratch: at least n_terms * C entries.
+/// scratch: rows_scratch_size(C, n_terms) entries.
 template <class T, class L>
 bool rows_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, T* scratch) {
   using B = simd::batch<T>;

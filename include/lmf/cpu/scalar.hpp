@@ -3,64 +3,16 @@
 // tested against; it is also the fallback where no fast path applies.
 #pragma once
 
+#include <lmf/cpu/kernel.hpp>
 #include <lmf/math/row.hpp>
-#include <lmf/view.hpp>
 
 #include <cstdint>
 
 namespace lmf {
 namespace detail {
 
-/// Accumulator type of the reductions: double for float and double inputs.
-using Accum = double;
-
-/// A term as the kernels see it: raw pointers (null = default) and the scales the dispatcher
-/// derived from the reduction. Trivially copyable, so it can be passed to a CUDA kernel.
-///
-/// The scales are doubles and multiply the class weight first: with w'_y = w_y * weight_scale, a
-/// row adds (w'_y * value_scale) * phi(l) to the term's sum and gets the gradient factor
-/// T(w'_y * grad_scale) * phi'(l) * s. For a mean, w_y / denominator <= 1 for every counted class,
-/// so neither product can overflow where the mean itself is finite (huge class weights, rows whose
-/// sum would overflow T). weight_scale is 1, or 2^1000 when the denominator is so small (subnormal
-/// weights) that its reciprocal would overflow; multiplying by it is exact.
-template <class T>
-struct TermParams {
-  T s;
-  T gamma;
-  const T* a;  ///< null: all 1
-  const T* m;  ///< null: all 0
-  const T* b;  ///< null: all 0
-  const T* w;  ///< null: all 1
-  Accum weight_scale;  ///< 1, or 2^1000 for tiny denominators
-  Accum value_scale;   ///< 1 / (denominator * weight_scale) (1 for sum and none)
-  Accum grad_scale;    ///< term weight * value_scale
-  bool batch_focus;        ///< phi applied to the batch mean: row value is w_y * l
-  T batch_derivative;      ///< phi'(batch mean) for batch_focus terms
-};
-
-/// Where the rows of a batch are, and what the kernel must produce for them.
-template <class T, class L>
-struct KernelArgs {
-  const T* x = nullptr;
-  Layout lx;
-  const L* labels = nullptr;
-  Index label_stride = 1;
-  std::int64_t ignore_index = -100;
-  T* grad = nullptr;        ///< null: no gradient
-  Layout lg;                ///< gradient layout (same shape as lx)
-  T* row_values = nullptr;  ///< null: no per-row output; else sum_t weight_t * value_t,i
-  Index row_values_stride = 1;
-  const TermParams<T>* terms = nullptr;
-  const T* term_weights = nullptr;  ///< weight_t, for row_values
-  int n_terms = 0;
-  T limit = T(0);  ///< largest |x| the kernel accepts (see dispatch.hpp: logit_limit)
-};
-
-/// Maximum number of terms in one loss (LMF has two; the family needs at most two).
-constexpr int kMaxTerms = 4;
-
 /// Evaluates rows [begin, end) (row i = n * inner + d) with the scalar kernel. Adds, per term,
-/// sum_i w_y * value_scale * phi(l_i) (phi(l) = l for batch_focus terms) to sums[t], in row order.
+/// sum_i w_y * value_scale * phi(l_i) to sums[t], in row order.
 /// Returns false if a counted row has a logit that is not finite or beyond k.limit (the
 /// dispatcher then locates it; paths that write have checked every logit beforehand).
 template <class T, class L>
@@ -68,6 +20,12 @@ bool scalar_rows(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums)
   bool ok = true;
   const Layout& lx = k.lx;
   const Index C = lx.classes;
+  // what the gradient loop needs of each term of a row, found before anything is written (the
+  // gradient may be written over the logits, in place)
+  struct RowTerm {
+    Index top;
+    T ax_k, m_k, b_k, rest, inv, coef;
+  };
   for (Index i = begin; i < end; ++i) {
     const T* x = k.x + lx.row_offset(i);
     T* g = k.grad ? k.grad + k.lg.row_offset(i) : nullptr;
@@ -81,6 +39,7 @@ bool scalar_rows(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums)
     const Index y = static_cast<Index>(label);
     for (Index c = 0; c < C; ++c) ok &= std::abs(x[c * lx.class_stride]) <= k.limit;
     T row_value = T(0);
+    RowTerm rt[kMaxTerms];
     for (int t = 0; t < k.n_terms; ++t) {
       const TermParams<T>& p = k.terms[t];
       const T my = p.m ? p.m[y] : T(0);
@@ -95,38 +54,34 @@ bool scalar_rows(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums)
         if (zc > zmax) zmax = zc, top = c;
       }
       const T ax_k = ax(top), m_k = margin(top), b_k = offset(top);
-      auto e = [&](Index c) {  // exp(z_c - z_top), exactly 1 for top
-        return c == top ? T(1)
-                      : std::exp(math::adjusted_difference(ax(c), ax_k, margin(c), m_k, offset(c), b_k, p.s));
-      };
-      T rest = T(0);
+      T rest = T(0);  // sum over c != top of exp(z_c - z_top)
       for (Index c = 0; c < C; ++c)
-        if (c != top) rest += e(c);
+        if (c != top) rest += std::exp(math::adjusted_difference(ax(c), ax_k, margin(c), m_k, offset(c), b_k, p.s));
       const T dy = y == top ? T(0) : math::adjusted_difference(ax(y), ax_k, my, m_k, offset(y), b_k, p.s);
       const T l = math::cross_entropy_from(dy, rest);
       const T wy = p.w ? p.w[y] : T(1);
-      T phi, derivative;
-      if (p.batch_focus) {
-        phi = l;
-        derivative = p.batch_derivative;
-      } else {
-        const math::Focus<T> f = math::focus(l, p.gamma);
-        phi = f.value;
-        derivative = f.derivative;
-      }
-      sums[t] += (Accum(wy) * p.weight_scale * p.value_scale) * Accum(phi);
-      if (k.row_values) row_value += k.term_weights[t] * (wy * phi);
-      if (g) {
-        const T coef = static_cast<T>(Accum(wy) * p.weight_scale * p.grad_scale) * derivative * p.s;
-        const T inv = T(1) / (T(1) + rest);
-        for (Index c = 0; c < C; ++c) {
-          const T gc = coef * (p.a ? p.a[c] : T(1)) * math::softmax_minus_onehot(e(c), c == y, rest, inv);
-          T& out = g[c * k.lg.class_stride];
-          out = t == 0 ? gc : out + gc;
-        }
-      }
+      const math::Focus<T> f = math::focus(l, p.gamma);
+      sums[t] += (Accum(wy) * p.weight_scale * p.value_scale) * Accum(f.value);
+      if (k.row_values) row_value += k.term_weights[t] * (wy * f.value);
+      const T coef = static_cast<T>(Accum(wy) * p.weight_scale * p.grad_scale) * f.derivative * p.s;
+      rt[t] = RowTerm{top, ax_k, m_k, b_k, rest, T(1) / (T(1) + rest), coef};
     }
     if (k.row_values) k.row_values[i * k.row_values_stride] = row_value;
+    if (!g) continue;
+    // the gradient: each logit read, then its gradient entry written (over it, in place)
+    for (Index c = 0; c < C; ++c) {
+      const T xc = x[c * lx.class_stride];
+      T gc = T(0);
+      for (int t = 0; t < k.n_terms; ++t) {
+        const TermParams<T>& p = k.terms[t];
+        const RowTerm& r = rt[t];
+        const T ac = p.a ? p.a[c] : T(1);
+        const T mc = c == y && p.m ? p.m[y] : T(0), bc = p.b ? p.b[c] : T(0);
+        const T e = c == r.top ? T(1) : std::exp(math::adjusted_difference(ac * xc, r.ax_k, mc, r.m_k, bc, r.b_k, p.s));
+        gc += r.coef * ac * math::softmax_minus_onehot(e, c == y, r.rest, r.inv);
+      }
+      g[c * k.lg.class_stride] = gc;
+    }
   }
   return ok;
 }

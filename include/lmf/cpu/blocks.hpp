@@ -1,0 +1,158 @@
+// lmf/cpu/blocks.hpp — runs a kernel over a batch: the kernel choice, fixed blocks of rows on
+// OpenMP threads, scratch allocated up front, and the per-term sums added in block order (bitwise
+// the same for any thread count).
+#pragma once
+
+#include <lmf/cpu/lanes_simd.hpp>
+#include <lmf/cpu/rows_simd.hpp>
+#include <lmf/cpu/scalar.hpp>
+#include <lmf/cpu/validate.hpp>
+#include <lmf/spec.hpp>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <new>
+
+namespace lmf {
+namespace detail {
+
+/// Rows per block of the fixed-order reduction: about 16K logits (so that wide rows still give
+/// many blocks to share among threads), a multiple of 32 (whole iterations of the lanes kernel,
+/// up to 16-lane vectors), from 32 to 512. It depends on C only: block sums are added in block
+/// order, so the result does not depend on how blocks are scheduled or on the thread count.
+inline Index block_rows(Index classes) {
+  const Index target = (Index(1) << 14) / std::max<Index>(classes, 1);
+  return std::min<Index>(512, std::max<Index>(32, (target + 31) / 32 * 32));
+}
+
+
+/// A 64-byte aligned buffer, allocated without throwing (check ok()): an allocation failure
+/// becomes an lmf Status like any other error, with or without exceptions.
+template <class T>
+class AlignedBuffer {
+ public:
+  explicit AlignedBuffer(Index n) {
+    if (n <= 0) return;
+    data_ = static_cast<T*>(::operator new(sizeof(T) * std::size_t(n), std::align_val_t(64), std::nothrow));
+    ok_ = data_ != nullptr;
+    if (ok_) std::fill(data_, data_ + n, T(0));
+  }
+  ~AlignedBuffer() {
+    if (data_) ::operator delete(data_, std::align_val_t(64));
+  }
+  AlignedBuffer(const AlignedBuffer&) = delete;
+  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+  bool ok() const { return ok_; }
+  T* data() const { return data_; }
+
+ private:
+  T* data_ = nullptr;
+  bool ok_ = true;
+};
+
+/// Classes from which class-contiguous rows go to the rows kernel rather than the lanes kernel
+/// (measured crossover with AVX2 floats: lanes is faster up to ~40 classes, rows from ~48).
+template <class T>
+constexpr Index rows_min_classes() {
+  return 6 * simd::width<T>();
+}
+
+/// The kernel that evaluates this batch (see lmf::Kernel).
+template <class T>
+Kernel choose_kernel(const LossSpec<T>& spec, const Layout& lx, const Outputs<T>& out) {
+  bool simd_ok = lx.classes >= 2;  // (C <= limits::max_classes: labels are exact in T)
+  for (const Term<T>& t : spec.terms) simd_ok &= t.a.size() == 0 && t.b.size() == 0;
+  const bool contiguous = lx.class_stride == 1 && (out.grad == nullptr || out.lg.class_stride == 1);
+  switch (spec.kernel) {
+    case Kernel::scalar: return Kernel::scalar;
+    case Kernel::rows: return simd_ok && contiguous ? Kernel::rows : Kernel::scalar;
+    case Kernel::lanes: return simd_ok ? Kernel::lanes : Kernel::scalar;
+    case Kernel::automatic: break;
+  }
+  if (!simd_ok) return Kernel::scalar;
+  return contiguous && lx.classes >= rows_min_classes<T>() ? Kernel::rows : Kernel::lanes;
+}
+
+/// What run_blocks reports: whether its buffers could be allocated (nothing was computed if
+/// not), and the first block with a counted logit beyond k.limit (-1: none).
+struct BlockRun {
+  bool allocated = true;
+  Index first_bad_block = -1;
+};
+
+/// Runs `kernel` over the rows in fixed blocks of block_rows(C) rows, on up to `threads` threads,
+/// and adds the block sums in block order: the totals are bitwise the same for any thread count.
+/// Every buffer is allocated before any row is evaluated. Once a block has found a bad logit,
+/// the blocks after it are skipped (only the first bad one is reported).
+template <class T, class L>
+BlockRun run_blocks(const KernelArgs<T, L>& k, Kernel kernel, int threads, std::array<Accum, kMaxTerms>& sums) {
+  sums.fill(0);
+  BlockRun result;
+  const Index rows = k.lx.rows(), C = k.lx.classes;
+  const Index block = block_rows(C);
+  const Index blocks = (rows + block - 1) / block;
+  if (blocks == 0) return result;
+  const Index scratch_size = kernel == Kernel::rows    ? rows_scratch_size(C, k.n_terms)
+                             : kernel == Kernel::lanes ? lanes_scratch_size<T>(C, k.n_terms)
+                                                       : 0;
+  int team = 1;
+#if defined(_OPENMP)
+  const int max_threads = threads > 0 ? threads : omp_get_max_threads();
+  if (rows * C >= kParallelMinLogits) team = int(std::min<Index>(max_threads, blocks));
+#else
+  (void)threads;
+#endif
+  // one slot of scratch per thread, rounded to 64 bytes
+  const Index slot = (scratch_size + 63) / 64 * 64;
+  AlignedBuffer<Accum> block_sums(blocks * kMaxTerms);
+  AlignedBuffer<T> scratch(slot * team);
+  if (!block_sums.ok() || !scratch.ok()) {
+    result.allocated = false;
+    return result;
+  }
+  std::atomic<Index> first_bad{blocks};
+  auto run = [&](Index b, T* thread_scratch) {
+    if (b > first_bad.load(std::memory_order_relaxed)) return;  // an earlier block is bad
+    const Index begin = b * block, end = std::min(rows, begin + block);
+    Accum* out = block_sums.data() + b * kMaxTerms;
+    bool ok;
+    switch (kernel) {
+      case Kernel::rows: ok = rows_simd(k, begin, end, out, thread_scratch); break;
+      case Kernel::lanes: ok = lanes_simd(k, begin, end, out, thread_scratch); break;
+      default: ok = scalar_rows(k, begin, end, out); break;
+    }
+    if (!ok) {
+      Index seen = first_bad.load(std::memory_order_relaxed);
+      while (b < seen && !first_bad.compare_exchange_weak(seen, b, std::memory_order_relaxed)) {
+      }
+    }
+  };
+#if defined(_OPENMP)
+  if (team > 1) {
+#pragma omp parallel num_threads(team)
+    {
+      T* mine = scratch.data() + slot * omp_get_thread_num();
+#pragma omp for schedule(static)
+      for (Index b = 0; b < blocks; ++b) run(b, mine);
+    }
+  } else
+#endif
+  {
+    for (Index b = 0; b < blocks; ++b) run(b, scratch.data());
+  }
+  if (first_bad.load() < blocks) {
+    result.first_bad_block = first_bad.load();
+    return result;
+  }
+  for (Index b = 0; b < blocks; ++b)
+    for (int t = 0; t < k.n_terms; ++t) sums[t] += block_sums.data()[b * kMaxTerms + t];
+  return result;
+}
+
+}  // namespace detail
+}  // namespace lmf

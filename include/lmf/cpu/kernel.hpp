@@ -1,0 +1,34 @@
+// lmf/cpu/kernel.hpp — what every CPU kernel receives and returns: the terms as plain numbers
+// (the plan's scales, no reductions or presets), where the rows are, and the outputs. The
+// kernels (scalar.hpp, rows_simd.hpp, lanes_simd.hpp) add per-term sums over a range of rows.
+#pragma once
+
+#include <lmf/plan.hpp>
+#include <lmf/view.hpp>
+
+#include <cstdint>
+
+namespace lmf {
+namespace detail {
+
+/// Where the rows of a batch are, and what the kernel must produce for them.
+template <class T, class L>
+struct KernelArgs {
+  const T* x = nullptr;
+  Layout lx;
+  const L* labels = nullptr;
+  Index label_stride = 1;
+  std::int64_t ignore_index = -100;
+  T* grad = nullptr;        ///< null: no gradient
+  Layout lg;                ///< gradient layout (same shape as lx)
+  T* row_values = nullptr;  ///< null: no per-row output; else sum_t weight_t * value_t,i
+  Index row_values_stride = 1;
+  const TermParams<T>* terms = nullptr;
+  const T* term_weights = nullptr;  ///< weight_t, for row_values
+  int n_terms = 0;
+  T limit = T(0);  ///< largest |x| the kernel accepts (see validate.hpp: logit_limit)
+};
+
+
+}  // namespace detail
+}  // namespace lmf

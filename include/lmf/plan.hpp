@@ -1,0 +1,174 @@
+// lmf/plan.hpp — backend-neutral: what a call computes before any kernel runs, shared by the CPU
+// backend (cpu/) and the CUDA header. From the loss's terms, the reduction, the batch's totals
+// (this process's, or summed over every shard of a data-parallel batch) and the caller's
+// grad_scale it derives each term's plain scales (TermParams), and from the kernels' per-term
+// sums it forms the value. Kernels know nothing of reductions, totals or presets.
+//
+// Totals of a loss with n terms, b of them focused on the batch mean (the seed-code preset):
+//   [D_0 .. D_{n-1}, S_0 .. S_{b-1}]
+//   D_t = sum over counted rows of w_y (or 1: MeanOver::rows, or unweighted)   what mean divides by
+//   S   = sum over counted rows of w_y * l_i                                     that term's CE sum
+// All are sums over rows, so the totals of shards add up to the totals of the whole batch.
+#pragma once
+
+#include <lmf/math/row.hpp>
+#include <lmf/spec.hpp>
+
+#include <array>
+#include <cmath>
+#include <cstddef>
+
+namespace lmf {
+namespace detail {
+
+/// Accumulator type of the reductions: double for float and double inputs.
+using Accum = double;
+
+/// A term as the kernels see it: raw pointers (null = default) and the scales the plan derived
+/// (plan.hpp: the reduction, totals from other shards, grad_scale, the batch-mean presets). The
+/// kernels know nothing of those. Trivially copyable, so it can be passed to a CUDA kernel.
+///
+/// The scales are doubles and multiply the class weight first: with w'_y = w_y * weight_scale, a
+/// row adds (w'_y * value_scale) * phi(l) to the term's sum and gets the gradient factor
+/// T(w'_y * grad_scale) * phi'(l) * s. For a mean, w_y / denominator <= 1 for every counted class,
+/// so neither product can overflow where the mean itself is finite (huge class weights, rows whose
+/// sum would overflow T). weight_scale is 1, or 2^1000 when the denominator is so small (subnormal
+/// weights) that its reciprocal would overflow; multiplying by it is exact.
+template <class T>
+struct TermParams {
+  T s;
+  T gamma;
+  const T* a;  ///< null: all 1
+  const T* m;  ///< null: all 0
+  const T* b;  ///< null: all 0
+  const T* w;  ///< null: all 1
+  Accum weight_scale;  ///< 1, or 2^1000 for tiny denominators
+  Accum value_scale;   ///< 1 / (denominator * weight_scale) (1 for sum and none)
+  Accum grad_scale;    ///< gradient factor * value_scale (term weight * grad_scale * phi'(M)...)
+};
+
+/// Maximum number of terms in one loss (LMF has two; the family needs at most two).
+constexpr int kMaxTerms = 4;
+
+}  // namespace detail
+
+/// This shard's part of what the reduction divides by: a small array of doubles to sum over
+/// shards (MPI_Allreduce, ncclAllReduce, torch.distributed.all_reduce on data()/size()), then
+/// pass to value / value_and_gradient. See the header comment for what the entries are.
+class Totals {
+ public:
+  static constexpr std::size_t capacity = 2 * detail::kMaxTerms;
+
+  Totals() = default;
+  /// n zeros (n <= capacity).
+  explicit Totals(std::size_t n) : size_(n <= capacity ? n : capacity) {}
+
+  double* data() noexcept { return values_.data(); }
+  const double* data() const noexcept { return values_.data(); }
+  std::size_t size() const noexcept { return size_; }
+  double& operator[](std::size_t i) { return values_[i]; }
+  double operator[](std::size_t i) const { return values_[i]; }
+
+  /// Adds another shard's totals (of the same loss: same size, else lmf::Error).
+  Totals& operator+=(const Totals& other) {
+    LMF_CHECK_ARG(other.size_ == size_, "cannot add totals of ", other.size_, " entries to totals of ", size_,
+                  " (totals of different losses)");
+    for (std::size_t i = 0; i < size_; ++i) values_[i] += other.values_[i];
+    return *this;
+  }
+
+ private:
+  std::array<double, capacity> values_{};
+  std::size_t size_ = 0;
+};
+
+namespace detail {
+
+template <class T>
+bool focused_on_batch(const Term<T>& t) {
+  return t.focus_on == FocusOn::batch_mean;
+}
+
+/// Entries of a loss's Totals: one denominator per term, one CE sum per batch-mean term.
+template <class T>
+std::size_t totals_size(const LossSpec<T>& spec) {
+  std::size_t n = spec.terms.size();
+  for (const Term<T>& t : spec.terms) n += focused_on_batch(t) ? 1 : 0;
+  return n;
+}
+
+/// Totals given by the caller: the right size for this loss, every entry finite and >= 0.
+template <class T>
+Status check_totals(const LossSpec<T>& spec, const Totals& totals) {
+  const std::size_t n = totals_size(spec);
+  if (totals.size() != n)
+    return Status::error(message("totals have ", totals.size(), " entries but this loss needs ", n,
+                                 " (one denominator per term", n > spec.terms.size() ? ", one sum per batch-mean term" : "",
+                                 "): totals of another loss?"));
+  for (std::size_t i = 0; i < n; ++i)
+    if (!std::isfinite(totals[i]) || totals[i] < 0)
+      return Status::error(message("totals entry ", i, " is ", totals[i], " (must be finite and >= 0)"));
+  return {};
+}
+
+/// Mean cross entropy M = S / D of batch-mean term t (0 when nothing is counted).
+template <class T>
+Accum batch_mean(const LossSpec<T>& spec, const Totals& totals, std::size_t t) {
+  std::size_t b = spec.terms.size();
+  for (std::size_t u = 0; u < t; ++u) b += focused_on_batch(spec.terms[u]) ? 1 : 0;
+  return totals[t] > 0 ? totals[b] / totals[t] : Accum(0);
+}
+
+/// The kernels' terms: for a mean, scales 1/D_t from the totals (scaled exactly by 2^1000 when D
+/// is subnormal, see TermParams); the term weight and grad_scale in the gradient factor; a
+/// batch-mean term becomes a cross-entropy term (gamma 0) whose gradient factor carries phi'(M).
+/// A zero denominator (no counted row, or all their weights 0) gives the term 0 with a zero
+/// gradient, where PyTorch returns 0/0 = NaN (docs/api.md).
+template <class T>
+void plan_terms(const LossSpec<T>& spec, Reduction reduction, const Totals& totals, T grad_scale,
+                std::array<TermParams<T>, kMaxTerms>& params, std::array<T, kMaxTerms>& weights) {
+  for (std::size_t t = 0; t < spec.terms.size(); ++t) {
+    const Term<T>& term = spec.terms[t];
+    const Accum den = reduction == Reduction::mean ? totals[t] : Accum(1);
+    const Accum weight_scale = den > 0 && den < 0x1p-900 ? 0x1p1000 : Accum(1);
+    const Accum inv = den > 0 ? Accum(1) / (den * weight_scale) : Accum(0);
+    Accum factor = Accum(term.weight) * Accum(grad_scale);
+    T gamma = term.gamma;
+    if (focused_on_batch(term)) {
+      factor *= Accum(math::focus(static_cast<T>(batch_mean(spec, totals, t)), term.gamma).derivative);
+      gamma = T(0);
+    }
+    params[t] = TermParams<T>{term.s,
+                              gamma,
+                              term.a.size() ? term.a.data() : nullptr,
+                              term.m.size() ? term.m.data() : nullptr,
+                              term.b.size() ? term.b.data() : nullptr,
+                              term.w.size() ? term.w.data() : nullptr,
+                              weight_scale,
+                              inv,
+                              factor * inv};
+    weights[t] = term.weight;
+  }
+}
+
+/// The value from the kernels' per-term sums (each already divided by its denominator):
+/// sum_t weight_t * sums_t. A batch-mean term's value is phi(M); with totals from other shards,
+/// this shard's part of it, phi(M) * (its share of S), so that the shards' values add up.
+template <class T>
+Accum plan_value(const LossSpec<T>& spec, const Totals& totals, const std::array<Accum, kMaxTerms>& sums,
+                 bool whole_batch) {
+  Accum total = 0;
+  for (std::size_t t = 0; t < spec.terms.size(); ++t) {
+    Accum v = sums[t];
+    if (focused_on_batch(spec.terms[t])) {
+      const Accum m = batch_mean(spec, totals, t);
+      const Accum phi = Accum(math::focus(static_cast<T>(m), spec.terms[t].gamma).value);
+      v = whole_batch ? phi : (m > 0 ? phi * (sums[t] / m) : Accum(0));
+    }
+    total += Accum(spec.terms[t].weight) * v;
+  }
+  return total;
+}
+
+}  // namespace detail
+}  // namespace lmf
