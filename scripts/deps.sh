@@ -5,7 +5,8 @@ set -euo pipefail
 common=(cmake ninja-build g++ libeigen3-dev libxsimd-dev)
 case "${1:-test}" in
   build) pkgs=("${common[@]}") ;;
-  test)  pkgs=("${common[@]}" catch2 clang libclang-rt-14-dev libomp-dev python3 python3-torch python3-numpy) ;;
+  test)  pkgs=("${common[@]}" catch2 clang libclang-rt-14-dev libomp-dev python3 python3-torch python3-numpy
+               zlib1g-dev libopenmpi-dev openmpi-bin dataset-fashion-mnist) ;;
   demo)  pkgs=("${common[@]}" zlib1g-dev libcli11-dev dataset-fashion-mnist) ;;
   bench) pkgs=("${common[@]}" libbenchmark-dev libtorch-dev python3) ;;
   *) echo "usage: $0 build|test|demo|bench" >&2; exit 2 ;;
