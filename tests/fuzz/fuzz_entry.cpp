@@ -288,6 +288,28 @@ void run(Reader& r) {
   if (std::memcmp(&v, &v_other, sizeof(T)) != 0 && !(std::isnan(v) && std::isnan(v_other)))
     fail("value differs between 1 and 2 threads");
   if (!same_bytes(grad, grad_other)) fail("gradient differs between 1 and 2 threads");
+  // the whole batch's own totals and grad_scale 2: the same value, twice the gradient
+  lmf::Totals totals;
+  if (!loss.try_totals(x.data(), lx, labels.data(), totals).ok()) fail("totals rejects a batch the loss accepted");
+  std::vector<T> grad2(n);
+  fill_sentinel(grad2);
+  T v2 = T(0);
+  if (!loss.try_value_and_gradient(x.data(), lx, labels.data(), grad2.data(), totals, T(2), v2).ok())
+    fail("value_and_gradient with the batch's own totals failed");
+  if (moderate && !close(double(v2), double(v), tol)) fail("the batch's own totals change the value");
+  if (moderate)
+    for (std::size_t i = 0; i < n; ++i)
+      if (std::memcmp(&grad[i], &grad_ref[i], sizeof(T)) != 0 &&
+          std::abs(double(grad2[i]) - 2 * double(grad[i])) > tol * std::max(1.0, 2 * std::abs(double(grad[i]))))
+        fail("grad_scale 2 does not double the gradient");
+  // in place: the gradient over a copy of the logits equals the separate buffer, bitwise
+  std::vector<T> inplace = x;
+  T v3 = T(0);
+  if (!loss.try_value_and_gradient(inplace.data(), lx, labels.data(), inplace.data(), v3).ok())
+    fail("the in-place call failed where the separate buffer succeeded");
+  for (std::size_t i = 0; i < n; ++i)
+    if (std::memcmp(&grad[i], &grad0[i], sizeof(T)) != 0 && std::memcmp(&grad[i], &inplace[i], sizeof(T)) != 0)
+      fail("the in-place gradient differs from the separate buffer");
   // sum = the sum of the per-row values
   if (s_rows.ok() && loss.reduction() == lmf::Reduction::sum && moderate) {
     double total = 0;
