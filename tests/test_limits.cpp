@@ -170,9 +170,13 @@ TEST_CASE("unsigned labels are compared as integers with ignore_index", "[limits
   REQUIRE_THROWS_WITH(ce.value(x.data(), lmf::Layout::row_major(2, 3), big32), Catch::Contains("at row 1"));
   lmf::CrossEntropyLoss<float>::Options o;
   o.ignore_index = 1;  // a non-negative ignore_index does match unsigned labels
+  o.reduction = lmf::Reduction::none;
   const std::uint64_t ok[2] = {0, 1};
-  REQUIRE(ce.value(x.data(), lmf::Layout::row_major(2, 3), ok) ==
-          lmf::CrossEntropyLoss<float>(o).value(x.data(), lmf::Layout::row_major(2, 3), ok) * 1.0f);
+  const float xs[6] = {0.5f, 1.5f, -1.0f, 2.0f, 0.0f, 1.0f};
+  float rows[2] = {-1, -1};
+  lmf::CrossEntropyLoss<float>(o).per_row(xs, lmf::Layout::row_major(2, 3), ok, rows);
+  REQUIRE(rows[0] > 0);
+  REQUIRE(rows[1] == 0);  // label 1 == ignore_index 1: ignored
 }
 
 TEST_CASE("a bad logit in value() is located from its block, not after a full scalar scan", "[limits][errors]") {
@@ -189,4 +193,29 @@ TEST_CASE("a bad logit in value() is located from its block, not after a full sc
     INFO("threads " << threads);
     REQUIRE_THROWS_WITH(ce.value(x, y), Catch::Contains("logit at row 150000, class 3 is nan"));
   }
+}
+
+TEST_CASE("factories and wide class-strided rows stay safe", "[limits]") {
+  // Layout::nchw of sizes whose product overflows: a stride every entry point rejects (it was a
+  // signed overflow inside the factory, found by the fuzzer)
+  const lmf::Layout l = lmf::Layout::nchw(3, lmf::Index(1) << 40, lmf::Index(1) << 30);
+  const lmf::CrossEntropyLoss<float> ce;
+  float out = 0;
+  REQUIRE_FALSE(ce.try_value(static_cast<const float*>(nullptr), l, static_cast<const int*>(nullptr), out).ok());
+  // a gradient written over the labels is an error
+  std::vector<float> x(12, 0.5f);
+  std::vector<int> buf(12, 0);
+  REQUIRE_THROWS_WITH(ce.value_and_gradient(x.data(), lmf::Layout::row_major(3, 4), buf.data(),
+                                            reinterpret_cast<float*>(buf.data())),
+                      Catch::Contains("overlaps the labels"));
+  // column-major with 60000 classes: the lanes kernel's tiles would need 30 MB per thread; the
+  // scalar kernel takes over, with the same result
+  const Index n = 3, c = 60000;
+  Mat<float> xw = random_logits<float>(n, c), g(n, c), g_ref(n, c);
+  const Labels y = random_labels(n, c);
+  lmf::LMFLoss<float> loss(long_tail_counts(c));
+  const float v = loss.value_and_gradient(xw, y, g);
+  loss.set_kernel(lmf::Kernel::scalar);
+  REQUIRE(loss.value_and_gradient(xw, y, g_ref) == v);
+  REQUIRE(g == g_ref);
 }

@@ -160,7 +160,7 @@ TEMPLATE_TEST_CASE("storage orders, Maps, blocks, strided and (N, C, d) buffers 
     REQUIRE(loss.value_and_gradient(xr, y, gr) == v_ref);
     REQUIRE(Mat<T>(gr) == g_ref);
   }
-  SECTION("Eigen::Map over a foreign row-major buffer, written in place (no copy)") {
+  SECTION("Eigen::Map over foreign row-major buffers (no copy)") {
     std::vector<T> buf(std::size_t(n * c)), gbuf(std::size_t(n * c), T(-1));
     Eigen::Map<MatR<T>>(buf.data(), n, c) = x;
     std::vector<std::int64_t> labels(y.data(), y.data() + n);  // torch's int64 labels

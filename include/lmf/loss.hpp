@@ -82,6 +82,8 @@ Status never_throws(F&& f) noexcept {
     } catch (...) {
       return Status::error("lmf: failed");
     }
+  } catch (...) {
+    return Status::error("lmf: failed");
   }
 #endif
 }
@@ -150,7 +152,8 @@ class Loss {
   }
 
   /// The reduced loss and, in `grad` (same shape as logits, any storage order), its gradient
-  /// with respect to the logits, in one fused pass.
+  /// with respect to the logits, in one fused pass. In place: `grad` may be `logits` itself (same
+  /// object: same pointer and layout); the result is bitwise that of a separate buffer.
   template <class DX, class DY, class DG>
   T value_and_gradient(const Eigen::MatrixBase<DX>& logits, const Eigen::MatrixBase<DY>& labels,
                        const Eigen::MatrixBase<DG>& grad) const {
@@ -158,9 +161,6 @@ class Loss {
     detail::raise_if(try_value_and_gradient(logits, labels, grad, v));
     return v;
   }
-
-  /// In place: `logits` and `grad` may be the same object (same pointer and layout); the
-  /// gradient is then written over the logits, with the same result as a separate buffer.
 
   // ---- data parallel: totals, and the calls that take them (docs/guide.md) -------------------
 
@@ -280,19 +280,19 @@ class Loss {
   template <class DX, class DY, class DG>
   Status try_value_and_gradient(const Eigen::MatrixBase<DX>& logits, const Eigen::MatrixBase<DY>& labels,
                                 const Eigen::MatrixBase<DG>& grad, T& out) const {
-    return try_value_and_gradient(logits, labels, grad, detail::CallOptions<T>{}, out);
+    return eigen_gradient(logits, labels, grad, detail::CallOptions<T>{}, out);
   }
 
   template <class DX, class DY, class DG>
   Status try_value_and_gradient(const Eigen::MatrixBase<DX>& logits, const Eigen::MatrixBase<DY>& labels,
                                 const Eigen::MatrixBase<DG>& grad, const Totals& totals, T grad_scale, T& out) const {
-    return try_value_and_gradient(logits, labels, grad, detail::CallOptions<T>{&totals, grad_scale}, out);
+    return eigen_gradient(logits, labels, grad, detail::CallOptions<T>{&totals, grad_scale}, out);
   }
 
  private:
   template <class DX, class DY, class DG>
-  Status try_value_and_gradient(const Eigen::MatrixBase<DX>& logits, const Eigen::MatrixBase<DY>& labels,
-                                const Eigen::MatrixBase<DG>& grad, const detail::CallOptions<T>& options, T& out) const {
+  Status eigen_gradient(const Eigen::MatrixBase<DX>& logits, const Eigen::MatrixBase<DY>& labels,
+                        const Eigen::MatrixBase<DG>& grad, const detail::CallOptions<T>& options, T& out) const {
     detail::static_check_output<DG>();
     auto& g = const_cast<Eigen::MatrixBase<DG>&>(grad);
     return eigen_call(logits, labels, [&](const T* x, const Layout& lx, auto* y, Index ys) {
@@ -347,8 +347,8 @@ class Loss {
     o.row_values = values;
     o.grad = grad;
     o.lg = layout;
-    if (values == nullptr && layout.rows() > 0)
-      return Status::error(detail::message("null per-row values pointer"));
+    if (values == nullptr && layout.samples > 0 && layout.inner > 0)  // (layout not validated yet: no rows())
+      return detail::never_throws([] { return Status::error(detail::message("null per-row values pointer")); });
     return unreduced(logits, layout, labels, 1, o);
   }
 
@@ -397,8 +397,9 @@ class Loss {
     detail::Outputs<T> o;
     o.grad = grad;
     o.lg = layout;
-    if (grad == nullptr && layout.rows() > 0 && layout.classes > 0)
-      return Status::error(detail::message("null gradient pointer"));
+    // (no layout.rows() here: the layout is not validated yet, the product could overflow)
+    if (grad == nullptr && layout.samples > 0 && layout.inner > 0 && layout.classes > 0)
+      return detail::never_throws([] { return Status::error(detail::message("null gradient pointer")); });
     return reduced(logits, layout, labels, 1, o, out, options);
   }
 
@@ -406,8 +407,10 @@ class Loss {
   Status reduced(const T* x, const Layout& lx, const L* y, Index ys, const detail::Outputs<T>& o, T& out,
                  const detail::CallOptions<T>& options = {}) const {
     if (spec_.reduction == Reduction::none)
-      return Status::error(detail::message(
-          "this loss has reduction none: call per_row or per_row_and_gradient for per-row values"));
+      return detail::never_throws([] {
+        return Status::error(detail::message(
+            "this loss has reduction none: call per_row or per_row_and_gradient for per-row values"));
+      });
     T v{};
     Status s = detail::never_throws([&] { return detail::evaluate(spec_, spec_.reduction, x, lx, y, ys, o, options, v); });
     if (s) out = v;
@@ -418,9 +421,11 @@ class Loss {
   Status unreduced(const T* x, const Layout& lx, const L* y, Index ys, const detail::Outputs<T>& o) const {
     for (const Term<T>& t : spec_.terms)
       if (t.focus_on == FocusOn::batch_mean)
-        return Status::error(detail::message(
-            "per-row values are undefined for a loss whose focal term acts on the batch mean "
-            "(seed-code preset); use value or value_and_gradient"));
+        return detail::never_throws([] {
+          return Status::error(detail::message(
+              "per-row values are undefined for a loss whose focal term acts on the batch mean "
+              "(seed-code preset); use value or value_and_gradient"));
+        });
     T ignored{};
     return detail::never_throws(
         [&] { return detail::evaluate(spec_, Reduction::none, x, lx, y, ys, o, detail::CallOptions<T>{}, ignored); });

@@ -1,5 +1,5 @@
-// lmf/plan.hpp — backend-neutral: what a call computes before any kernel runs, shared by the CPU
-// backend (cpu/) and the CUDA header. From the loss's terms, the reduction, the batch's totals
+// lmf/plan.hpp — backend-neutral: what a call computes before any kernel runs, for the CPU
+// backend (cpu/) and, when it exists, the CUDA header (it uses no CPU-only header). From the loss's terms, the reduction, the batch's totals
 // (this process's, or summed over every shard of a data-parallel batch) and the caller's
 // grad_scale it derives each term's plain scales (TermParams), and from the kernels' per-term
 // sums it forms the value. Kernels know nothing of reductions, totals or presets.
@@ -17,6 +17,7 @@
 #include <array>
 #include <cmath>
 #include <cstddef>
+#include <limits>
 
 namespace lmf {
 namespace detail {
@@ -32,8 +33,8 @@ using Accum = double;
 /// row adds (w'_y * value_scale) * phi(l) to the term's sum and gets the gradient factor
 /// T(w'_y * grad_scale) * phi'(l) * s. For a mean, w_y / denominator <= 1 for every counted class,
 /// so neither product can overflow where the mean itself is finite (huge class weights, rows whose
-/// sum would overflow T). weight_scale is 1, or 2^1000 when the denominator is so small (subnormal
-/// weights) that its reciprocal would overflow; multiplying by it is exact.
+/// sum would overflow T). weight_scale is 1, or 2^1000 when the denominator is below 2^-900
+/// (subnormal weights: its reciprocal could overflow); multiplying by it is exact.
 template <class T>
 struct TermParams {
   T s;
@@ -60,14 +61,22 @@ class Totals {
   static constexpr std::size_t capacity = 2 * detail::kMaxTerms;
 
   Totals() = default;
-  /// n zeros (n <= capacity).
-  explicit Totals(std::size_t n) : size_(n <= capacity ? n : capacity) {}
+  /// n zeros (n <= capacity: more is an lmf::Error).
+  explicit Totals(std::size_t n) : size_(n) {
+    LMF_CHECK_ARG(n <= capacity, "Totals of ", n, " entries (at most ", capacity, ")");
+  }
 
   double* data() noexcept { return values_.data(); }
   const double* data() const noexcept { return values_.data(); }
   std::size_t size() const noexcept { return size_; }
-  double& operator[](std::size_t i) { return values_[i]; }
-  double operator[](std::size_t i) const { return values_[i]; }
+  double& operator[](std::size_t i) {
+    LMF_ASSERT(i < size_);
+    return values_[i];
+  }
+  double operator[](std::size_t i) const {
+    LMF_ASSERT(i < size_);
+    return values_[i];
+  }
 
   /// Adds another shard's totals (of the same loss: same size, else lmf::Error).
   Totals& operator+=(const Totals& other) {
@@ -97,20 +106,6 @@ std::size_t totals_size(const LossSpec<T>& spec) {
   return n;
 }
 
-/// Totals given by the caller: the right size for this loss, every entry finite and >= 0.
-template <class T>
-Status check_totals(const LossSpec<T>& spec, const Totals& totals) {
-  const std::size_t n = totals_size(spec);
-  if (totals.size() != n)
-    return Status::error(message("totals have ", totals.size(), " entries but this loss needs ", n,
-                                 " (one denominator per term", n > spec.terms.size() ? ", one sum per batch-mean term" : "",
-                                 "): totals of another loss?"));
-  for (std::size_t i = 0; i < n; ++i)
-    if (!std::isfinite(totals[i]) || totals[i] < 0)
-      return Status::error(message("totals entry ", i, " is ", totals[i], " (must be finite and >= 0)"));
-  return {};
-}
-
 /// Mean cross entropy M = S / D of batch-mean term t (0 when nothing is counted).
 template <class T>
 Accum batch_mean(const LossSpec<T>& spec, const Totals& totals, std::size_t t) {
@@ -119,8 +114,35 @@ Accum batch_mean(const LossSpec<T>& spec, const Totals& totals, std::size_t t) {
   return totals[t] > 0 ? totals[b] / totals[t] : Accum(0);
 }
 
+/// Totals given by the caller: the right size for this loss, every entry finite and >= 0, each
+/// denominator at least this batch's own (`local`: the totals must include this shard; 1e-6
+/// relative slack for totals reduced in lower precision), and every batch-mean M = S / D finite
+/// in T. (A denominator below this shard's would let w_y / D exceed 1 without bound: infinite
+/// gradients.)
+template <class T>
+Status check_totals(const LossSpec<T>& spec, const Totals& totals, const Totals& local) {
+  const std::size_t n = totals_size(spec);
+  if (totals.size() != n)
+    return Status::error(message("totals have ", totals.size(), " entries but this loss needs ", n,
+                                 " (one denominator per term", n > spec.terms.size() ? ", one sum per batch-mean term" : "",
+                                 "): totals of another loss?"));
+  for (std::size_t i = 0; i < n; ++i)
+    if (!std::isfinite(totals[i]) || totals[i] < 0)
+      return Status::error(message("totals entry ", i, " is ", totals[i], " (must be finite and >= 0)"));
+  for (std::size_t t = 0; t < spec.terms.size(); ++t)
+    if (totals[t] < local[t] * (1 - 1e-6))
+      return Status::error(message("totals entry ", t, " is ", totals[t], ", less than this batch's own ", local[t],
+                                   ": totals must be summed over every shard, this one included"));
+  for (std::size_t t = 0; t < spec.terms.size(); ++t)
+    if (focused_on_batch(spec.terms[t]) &&
+        !(batch_mean(spec, totals, t) <= Accum(std::numeric_limits<T>::max())))
+      return Status::error(message("totals give term ", t, " a batch-mean cross entropy of ",
+                                   batch_mean(spec, totals, t), ", beyond the range of the logits' type"));
+  return {};
+}
+
 /// The kernels' terms: for a mean, scales 1/D_t from the totals (scaled exactly by 2^1000 when D
-/// is subnormal, see TermParams); the term weight and grad_scale in the gradient factor; a
+/// is below 2^-900, see TermParams); the term weight and grad_scale in the gradient factor; a
 /// batch-mean term becomes a cross-entropy term (gamma 0) whose gradient factor carries phi'(M).
 /// A zero denominator (no counted row, or all their weights 0) gives the term 0 with a zero
 /// gradient, where PyTorch returns 0/0 = NaN (docs/api.md).

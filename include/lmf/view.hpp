@@ -9,6 +9,7 @@
 #include <lmf/errors.hpp>
 
 #include <cstdint>
+#include <limits>
 #include <utility>
 
 namespace lmf {
@@ -39,7 +40,15 @@ struct Layout {
   /// Column-major N x C (Eigen's default MatrixX).
   static Layout col_major(Index n, Index c) { return {n, c, 1, 1, n, 0}; }
   /// (N, C, d1, d2, ...) contiguous, `spatial` = d1 * d2 * ... (PyTorch segmentation logits).
-  static Layout nchw(Index n, Index c, Index spatial) { return {n, c, spatial, c * spatial, spatial, 1}; }
+  /// Sizes whose product overflows give a stride every entry point rejects (never UB here).
+  static Layout nchw(Index n, Index c, Index spatial) { return {n, c, spatial, saturating_mul(c, spatial), spatial, 1}; }
+
+  /// a * b for a, b >= 0, or the largest Index if that overflows.
+  static Index saturating_mul(Index a, Index b) {
+    if (a < 0 || b < 0) return -1;  // a negative size: rejected as such
+    if (a != 0 && b > std::numeric_limits<Index>::max() / a) return std::numeric_limits<Index>::max();
+    return a * b;
+  }
 };
 
 namespace detail {

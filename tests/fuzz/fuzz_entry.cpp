@@ -299,7 +299,7 @@ void run(Reader& r) {
   if (moderate && !close(double(v2), double(v), tol)) fail("the batch's own totals change the value");
   if (moderate)
     for (std::size_t i = 0; i < n; ++i)
-      if (std::memcmp(&grad[i], &grad_ref[i], sizeof(T)) != 0 &&
+      if (std::memcmp(&grad[i], &grad0[i], sizeof(T)) != 0 &&  // a written entry
           std::abs(double(grad2[i]) - 2 * double(grad[i])) > tol * std::max(1.0, 2 * std::abs(double(grad[i]))))
         fail("grad_scale 2 does not double the gradient");
   // in place: the gradient over a copy of the logits equals the separate buffer, bitwise

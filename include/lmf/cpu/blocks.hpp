@@ -62,20 +62,28 @@ constexpr Index rows_min_classes() {
   return 6 * simd::width<T>();
 }
 
+/// Largest lanes-kernel scratch per thread, in elements (4M: 16 MB of floats; C ~ 50K for LMF
+/// with AVX-512).
+constexpr Index kMaxLanesScratch = Index(1) << 22;
+
 /// The kernel that evaluates this batch (see lmf::Kernel).
 template <class T>
 Kernel choose_kernel(const LossSpec<T>& spec, const Layout& lx, const Outputs<T>& out) {
   bool simd_ok = lx.classes >= 2;  // (C <= limits::max_classes: labels are exact in T)
   for (const Term<T>& t : spec.terms) simd_ok &= t.a.size() == 0 && t.b.size() == 0;
   const bool contiguous = lx.class_stride == 1 && (out.grad == nullptr || out.lg.class_stride == 1);
+  // the lanes kernel's tiles grow with C: past kMaxLanesScratch (per thread) wide class-strided
+  // rows go to the scalar kernel instead of allocating gigabytes
+  const bool lanes_ok = lanes_scratch_size<T>(lx.classes, int(spec.terms.size())) <= kMaxLanesScratch;
   switch (spec.kernel) {
     case Kernel::scalar: return Kernel::scalar;
     case Kernel::rows: return simd_ok && contiguous ? Kernel::rows : Kernel::scalar;
-    case Kernel::lanes: return simd_ok ? Kernel::lanes : Kernel::scalar;
+    case Kernel::lanes: return simd_ok && lanes_ok ? Kernel::lanes : Kernel::scalar;
     case Kernel::automatic: break;
   }
   if (!simd_ok) return Kernel::scalar;
-  return contiguous && lx.classes >= rows_min_classes<T>() ? Kernel::rows : Kernel::lanes;
+  if (contiguous && lx.classes >= rows_min_classes<T>()) return Kernel::rows;
+  return lanes_ok ? Kernel::lanes : Kernel::scalar;
 }
 
 /// What run_blocks reports: whether its buffers could be allocated (nothing was computed if

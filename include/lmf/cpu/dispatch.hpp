@@ -112,7 +112,7 @@ Status evaluate(const LossSpec<T>& spec, Reduction reduction, const T* x, const 
   Index counted = 0;
   if (Status s = check_labels(spec, lx, labels, label_stride, local, counted); !s) return s;
   if (options.totals)
-    if (Status s = check_totals(spec, *options.totals); !s) return s;
+    if (Status s = check_totals(spec, *options.totals, local); !s) return s;
 
   // 4. logits, when something will be written
   const T limit = logit_limit(spec);

@@ -249,6 +249,16 @@ Status check_buffers(const LossSpec<T>& spec, const T* x, const Layout& lx, cons
       return Status::error(message("the gradient buffer overlaps the logits without being them (in place, the "
                                    "gradient must have the logits' pointer and layout)"));
   }
+  // nothing written may land on the labels (a label overwritten mid-call could be read out of range)
+  const auto labels_at = rows > 0 && labels ? byte_range(labels, label_span + 1)
+                                            : std::pair<std::uintptr_t, std::uintptr_t>{0, 0};
+  auto hits_labels = [&](const T* p, Index span) {
+    if (p == nullptr || span == 0 || labels_at.first == labels_at.second) return false;
+    const auto r = byte_range(p, span);
+    return r.first < labels_at.second && labels_at.first < r.second;
+  };
+  if (hits_labels(out.grad, g_span))
+    return Status::error(message("the gradient buffer overlaps the labels"));
   if (out.row_values && rows > 0) {
     Index v_span = 0;
     if (out.row_values_stride < 1 ||
@@ -260,6 +270,8 @@ Status check_buffers(const LossSpec<T>& spec, const T* x, const Layout& lx, cons
       return Status::error(message("the per-row values buffer overlaps the logits"));
     if (ranges_overlap(out.row_values, v_span, out.grad, g_span))
       return Status::error(message("the per-row values buffer overlaps the gradient"));
+    if (hits_labels(out.row_values, v_span))
+      return Status::error(message("the per-row values buffer overlaps the labels"));
   }
   return {};
 }
