@@ -219,3 +219,19 @@ TEST_CASE("factories and wide class-strided rows stay safe", "[limits]") {
   REQUIRE(loss.value_and_gradient(xw, y, g_ref) == v);
   REQUIRE(g == g_ref);
 }
+
+TEST_CASE("seed preset with subnormal class weights: the one-process value is exact, totals refuse", "[limits]") {
+  // With weights 5e-324 the cross-entropy sum S = M * D is subnormal and keeps no digits of M
+  // (the fuzzer found the value changing by 0.4% through totals): one process uses M directly,
+  // and totals() reports the limit instead of returning totals that would change the value.
+  Eigen::VectorXi counts(3);
+  counts << 100, 10, 1;
+  const Mat<double> x = random_logits<double>(5, 3);
+  const Labels y = random_labels(5, 3);
+  const auto tiny = lmf::LMFLoss<double>::seed_code(counts, Vec<double>::Constant(3, 5e-324));
+  const auto ones = lmf::LMFLoss<double>::seed_code(counts, Vec<double>::Ones(3));
+  Mat<double> g(5, 3), g_ones(5, 3);
+  REQUIRE(rel_error(tiny.value_and_gradient(x, y, g), ones.value_and_gradient(x, y, g_ones)) < tolerance<double>());
+  REQUIRE(close(g, g_ones, tolerance<double>()));
+  REQUIRE_THROWS_WITH(tiny.totals(x, y), Catch::Contains("below 2^-900"));
+}

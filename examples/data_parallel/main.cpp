@@ -12,7 +12,7 @@
 // value one process computes on the whole batch, and the gathered gradient is its gradient.
 // Exit code 0 if every loss matches (1e-5 relative in float, 1e-12 in double), 1 otherwise.
 //
-// Usage: mpirun -np 3 data_parallel [DATA_DIR]   (DATA_DIR: /usr/share/datasets/fashion-mnist)
+// Usage: mpirun -np 2 (or more) data_parallel [DATA_DIR]   (DATA_DIR: /usr/share/datasets/fashion-mnist)
 #include <lmf/lmf.hpp>  // first: its compiler workarounds must see <immintrin.h> first
 
 #include "../fashion_lt/idx.hpp"

@@ -146,9 +146,12 @@ Status check_totals(const LossSpec<T>& spec, const Totals& totals, const Totals&
 /// batch-mean term becomes a cross-entropy term (gamma 0) whose gradient factor carries phi'(M).
 /// A zero denominator (no counted row, or all their weights 0) gives the term 0 with a zero
 /// gradient, where PyTorch returns 0/0 = NaN (docs/api.md).
+/// `means`, if given, are the batch-mean terms' M computed directly (one process: more precise
+/// than S / D when D is tiny); otherwise M = S / D from the totals.
 template <class T>
 void plan_terms(const LossSpec<T>& spec, Reduction reduction, const Totals& totals, T grad_scale,
-                std::array<TermParams<T>, kMaxTerms>& params, std::array<T, kMaxTerms>& weights) {
+                std::array<TermParams<T>, kMaxTerms>& params, std::array<T, kMaxTerms>& weights,
+                const std::array<Accum, kMaxTerms>* means = nullptr) {
   for (std::size_t t = 0; t < spec.terms.size(); ++t) {
     const Term<T>& term = spec.terms[t];
     const Accum den = reduction == Reduction::mean ? totals[t] : Accum(1);
@@ -157,7 +160,8 @@ void plan_terms(const LossSpec<T>& spec, Reduction reduction, const Totals& tota
     Accum factor = Accum(term.weight) * Accum(grad_scale);
     T gamma = term.gamma;
     if (focused_on_batch(term)) {
-      factor *= Accum(math::focus(static_cast<T>(batch_mean(spec, totals, t)), term.gamma).derivative);
+      const Accum m = means ? (*means)[t] : batch_mean(spec, totals, t);
+      factor *= Accum(math::focus(static_cast<T>(m), term.gamma).derivative);
       gamma = T(0);
     }
     params[t] = TermParams<T>{term.s,
@@ -178,12 +182,12 @@ void plan_terms(const LossSpec<T>& spec, Reduction reduction, const Totals& tota
 /// this shard's part of it, phi(M) * (its share of S), so that the shards' values add up.
 template <class T>
 Accum plan_value(const LossSpec<T>& spec, const Totals& totals, const std::array<Accum, kMaxTerms>& sums,
-                 bool whole_batch) {
+                 bool whole_batch, const std::array<Accum, kMaxTerms>* means = nullptr) {
   Accum total = 0;
   for (std::size_t t = 0; t < spec.terms.size(); ++t) {
     Accum v = sums[t];
     if (focused_on_batch(spec.terms[t])) {
-      const Accum m = batch_mean(spec, totals, t);
+      const Accum m = means ? (*means)[t] : batch_mean(spec, totals, t);
       const Accum phi = Accum(math::focus(static_cast<T>(m), spec.terms[t].gamma).value);
       v = whole_batch ? phi : (m > 0 ? phi * (sums[t] / m) : Accum(0));
     }

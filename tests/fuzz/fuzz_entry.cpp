@@ -290,13 +290,20 @@ void run(Reader& r) {
   if (!same_bytes(grad, grad_other)) fail("gradient differs between 1 and 2 threads");
   // the whole batch's own totals and grad_scale 2: the same value, twice the gradient
   lmf::Totals totals;
-  if (!loss.try_totals(x.data(), lx, labels.data(), totals).ok()) fail("totals rejects a batch the loss accepted");
+  const lmf::Status s_totals = loss.try_totals(x.data(), lx, labels.data(), totals);
+  if (!s_totals.ok() && s_totals.message().find("below 2^-900") != std::string::npos) return;  // documented
+  if (!s_totals.ok()) fail("totals rejects a batch the loss accepted");
   std::vector<T> grad2(n);
   fill_sentinel(grad2);
   T v2 = T(0);
   if (!loss.try_value_and_gradient(x.data(), lx, labels.data(), grad2.data(), totals, T(2), v2).ok())
     fail("value_and_gradient with the batch's own totals failed");
-  if (moderate && !close(double(v2), double(v), tol)) fail("the batch's own totals change the value");
+  if (moderate && !close(double(v2), double(v), tol)) {
+    std::fprintf(stderr, "value %.17g, with the batch's own totals %.17g (totals:", double(v), double(v2));
+    for (std::size_t i = 0; i < totals.size(); ++i) std::fprintf(stderr, " %.17g", totals[i]);
+    std::fprintf(stderr, ")\n");
+    fail("the batch's own totals change the value");
+  }
   if (moderate)
     for (std::size_t i = 0; i < n; ++i)
       if (std::memcmp(&grad[i], &grad0[i], sizeof(T)) != 0 &&  // a written entry

@@ -63,7 +63,7 @@ Status block_status(const BlockRun& run, const LossSpec<T>& spec, const T* x, co
 /// which also checks their logits).
 template <class T, class L>
 Status batch_totals(const LossSpec<T>& spec, const T* x, const Layout& lx, const L* labels, Index label_stride,
-                    Totals& totals) {
+                    Totals& totals, std::array<Accum, kMaxTerms>& means) {
   totals = Totals(totals_size(spec));
   Index counted = 0;
   if (Status s = check_labels(spec, lx, labels, label_stride, totals, counted); !s) return s;
@@ -79,8 +79,11 @@ Status batch_totals(const LossSpec<T>& spec, const T* x, const Layout& lx, const
   const BlockRun run = run_blocks(k, choose_kernel(spec, lx, Outputs<T>{}), spec.threads, sums);
   if (Status s = block_status(run, spec, x, lx, labels, label_stride, limit); !s) return s;
   std::size_t b = spec.terms.size();
-  for (std::size_t t = 0; t < spec.terms.size(); ++t)  // sums are S / D: S = sums * D
-    if (focused_on_batch(spec.terms[t])) totals[b++] = sums[t] * totals[t];
+  for (std::size_t t = 0; t < spec.terms.size(); ++t) {  // sums are M = S / D: S = M * D
+    if (!focused_on_batch(spec.terms[t])) continue;
+    means[t] = sums[t];
+    totals[b++] = sums[t] * totals[t];
+  }
   return {};
 }
 
@@ -90,7 +93,15 @@ Status compute_totals(const LossSpec<T>& spec, const T* x, const Layout& lx, con
                       Totals& out) {
   if (Status s = check_buffers(spec, x, lx, labels, label_stride, Outputs<T>{}); !s) return s;
   Totals totals;
-  if (Status s = batch_totals(spec, x, lx, labels, label_stride, totals); !s) return s;
+  std::array<Accum, kMaxTerms> means{};
+  if (Status s = batch_totals(spec, x, lx, labels, label_stride, totals, means); !s) return s;
+  // S = M * D cannot carry M's digits when D is subnormal (double class weights below ~1e-270
+  // in a seed-code preset): refuse rather than return totals that would change the value
+  for (std::size_t t = 0; t < spec.terms.size(); ++t)
+    if (focused_on_batch(spec.terms[t]) && totals[t] > 0 && totals[t] < 0x1p-900)
+      return Status::error(message("totals: term ", t, "'s denominator ", totals[t],
+                                   " is below 2^-900, too small to carry its cross-entropy sum (class weights "
+                                   "this small need one process: call value_and_gradient without totals)"));
   out = totals;
   return {};
 }
@@ -121,14 +132,16 @@ Status evaluate(const LossSpec<T>& spec, Reduction reduction, const T* x, const 
     if (Status s = check_logits(spec, x, lx, labels, label_stride, limit); !s) return s;
 
   // 5. batch-mean terms need their cross-entropy sums before any gradient is written
-  if (!options.totals && totals_size(spec) > spec.terms.size())
-    if (Status s = batch_totals(spec, x, lx, labels, label_stride, local); !s) return s;
+  std::array<Accum, kMaxTerms> means{};
+  const bool own_means = !options.totals && totals_size(spec) > spec.terms.size();
+  if (own_means)
+    if (Status s = batch_totals(spec, x, lx, labels, label_stride, local, means); !s) return s;
   const Totals& totals = options.totals ? *options.totals : local;
 
   // 6. the fused pass with the plan's scales
   std::array<TermParams<T>, kMaxTerms> params{};
   std::array<T, kMaxTerms> weights{};
-  plan_terms(spec, reduction, totals, options.grad_scale, params, weights);
+  plan_terms(spec, reduction, totals, options.grad_scale, params, weights, own_means ? &means : nullptr);
   KernelArgs<T, L> k = kernel_args(spec, x, lx, labels, label_stride, params.data(), weights.data(), limit);
   k.grad = out.grad;
   k.lg = out.lg;
@@ -137,7 +150,7 @@ Status evaluate(const LossSpec<T>& spec, Reduction reduction, const T* x, const 
   std::array<Accum, kMaxTerms> sums{};
   const BlockRun run = run_blocks(k, choose_kernel(spec, lx, out), spec.threads, sums);
   if (Status s = block_status(run, spec, x, lx, labels, label_stride, limit); !s) return s;
-  value = static_cast<T>(plan_value(spec, totals, sums, options.totals == nullptr));
+  value = static_cast<T>(plan_value(spec, totals, sums, options.totals == nullptr, own_means ? &means : nullptr));
   return {};
 }
 
