@@ -59,14 +59,11 @@ Status block_status(const BlockRun& run, const LossSpec<T>& spec, const T* x, co
   return s ? Status::error(message("non-finite logits")) : s;
 }
 
-/// Steps 2 and 5: this batch's totals (labels validated; for batch-mean terms a value-only pass,
-/// which also checks their logits).
+/// Step 5: the cross-entropy sums of the batch-mean terms (a value-only pass, which also checks
+/// their logits), into `totals` whose denominators check_labels has filled; their means M too.
 template <class T, class L>
-Status batch_totals(const LossSpec<T>& spec, const T* x, const Layout& lx, const L* labels, Index label_stride,
-                    Totals& totals, std::array<Accum, kMaxTerms>& means) {
-  totals = Totals(totals_size(spec));
-  Index counted = 0;
-  if (Status s = check_labels(spec, lx, labels, label_stride, totals, counted); !s) return s;
+Status batch_sums(const LossSpec<T>& spec, const T* x, const Layout& lx, const L* labels, Index label_stride,
+                  Totals& totals, std::array<Accum, kMaxTerms>& means) {
   bool any_batch = false;
   for (const Term<T>& t : spec.terms) any_batch |= focused_on_batch(t);
   if (!any_batch) return {};
@@ -92,9 +89,11 @@ template <class T, class L>
 Status compute_totals(const LossSpec<T>& spec, const T* x, const Layout& lx, const L* labels, Index label_stride,
                       Totals& out) {
   if (Status s = check_buffers(spec, x, lx, labels, label_stride, Outputs<T>{}); !s) return s;
-  Totals totals;
+  Totals totals(totals_size(spec));
+  Index counted = 0;
+  if (Status s = check_labels(spec, lx, labels, label_stride, totals, counted); !s) return s;
   std::array<Accum, kMaxTerms> means{};
-  if (Status s = batch_totals(spec, x, lx, labels, label_stride, totals, means); !s) return s;
+  if (Status s = batch_sums(spec, x, lx, labels, label_stride, totals, means); !s) return s;
   // S = M * D cannot carry M's digits when D is subnormal (double class weights below ~1e-270
   // in a seed-code preset): refuse rather than return totals that would change the value
   for (std::size_t t = 0; t < spec.terms.size(); ++t)
@@ -135,7 +134,7 @@ Status evaluate(const LossSpec<T>& spec, Reduction reduction, const T* x, const 
   std::array<Accum, kMaxTerms> means{};
   const bool own_means = !options.totals && totals_size(spec) > spec.terms.size();
   if (own_means)
-    if (Status s = batch_totals(spec, x, lx, labels, label_stride, local, means); !s) return s;
+    if (Status s = batch_sums(spec, x, lx, labels, label_stride, local, means); !s) return s;
   const Totals& totals = options.totals ? *options.totals : local;
 
   // 6. the fused pass with the plan's scales
