@@ -91,7 +91,7 @@ constexpr double kElementFloor = 1e-6;
 /// gives the smallest normal where the true value underflows (a row whose target dominates by
 /// exp(-144) has l = 1.2e-38 there and 0 in the scalar kernel).
 template <class A, class B>
-bool close(const A& a, const B& b, double tol, double scale = -1) {
+bool close(const A& a, const B& b, double tol, double scale = -1, double element_floor = kElementFloor) {
   const Eigen::ArrayXd db = b.template cast<double>().reshaped().array();
   Eigen::ArrayXd da = a.template cast<double>().reshaped().array();
   if (da.size() != db.size()) return false;
@@ -100,17 +100,31 @@ bool close(const A& a, const B& b, double tol, double scale = -1) {
   for (Index i = 0; i < da.size(); ++i)  // differences below the noise of underflow count as none
     if (std::abs(da(i) - db(i)) <= tiny) da(i) = db(i);
   const double floor_min = std::numeric_limits<double>::min();
-  const double ew = elementwise_error(da, db, std::max(kElementFloor * s, floor_min));
+  const double ew = elementwise_error(da, db, std::max(element_floor * s, floor_min));
   const double nw = rel_error(da, db, std::max(1e-3 * s, floor_min));
   if (ew > tol || nw > tol) {
     Index worst = 0;
-    ((da - db).abs() / db.abs().max(std::max(kElementFloor * s, floor_min))).maxCoeff(&worst);
+    ((da - db).abs() / db.abs().max(std::max(element_floor * s, floor_min))).maxCoeff(&worst);
     UNSCOPED_INFO("normwise error " << nw << ", elementwise error " << ew << " (tolerance " << tol
                                     << "); worst entry " << worst << ": " << da(worst) << " vs " << db(worst)
                                     << " (scale " << s << ")");
     return false;
   }
   return true;
+}
+
+/// The elementwise floor (relative to the gradient's scale) of a loss's gradient with C classes.
+/// Label smoothing makes a gradient entry a difference, K softmax_c - (eps / C) s a_c w_c: where
+/// the two parts cancel, the entry's rounding error is eps_T times the parts, not times the entry
+/// (PyTorch's float gradient cancels the same way). Entries below the subtracted part, eps / C of
+/// the scale, are therefore compared absolutely to it; without smoothing the floor is
+/// kElementFloor.
+template <class T>
+double element_floor(const lmf::Loss<T>& loss, Index classes) {
+  double floor = kElementFloor;
+  for (const lmf::Term<T>& t : loss.spec().terms)
+    if (t.label_smoothing > T(0) && classes > 0) floor = std::max(floor, double(t.label_smoothing) / double(classes));
+  return floor;
 }
 
 /// Catch2's seed for this run (printed by Catch with --rng-seed / in failures).
@@ -192,6 +206,7 @@ Mat<T> analytic_gradient(const lmf::Loss<T>& loss, const Mat<T>& x, const Labels
 struct LossCase {
   std::string kind, reduction = "mean";
   double gamma = 2, s = 30, max_m = 0.5, ldam_weight = 1, focal_weight = 1;
+  double tau = 1, label_smoothing = 0;  // logit adjustment (la, vs); label smoothing (softmax kinds)
   long ignore_index = -100;
   std::vector<long> counts;
   std::vector<double> weights;  // empty: unweighted
@@ -202,13 +217,16 @@ struct LossCase {
 /// property test (parity, finite differences, kernels agree, errors, empty and all-ignored
 /// batches, limits) then covers it.
 inline const std::vector<std::string>& registry_kinds() {
-  static const std::vector<std::string> kinds = {"ce", "focal", "ldam", "lmf", "lmf_seed", "lmf_official", "generic"};
+  static const std::vector<std::string> kinds = {"ce",        "focal",     "ldam",       "lmf",       "lmf_seed",
+                                                  "lmf_official", "generic", "ce_smooth", "la",        "bs",
+                                                  "vs",        "vs_smooth", "focal_repo", "focal_drw", "lmf_seed2024"};
   return kinds;
 }
 
-/// The presets define only reduction mean.
+/// The seed-code and LDAM-DRW presets define only reduction mean.
 inline bool kind_allows(const std::string& kind, const std::string& reduction) {
-  return reduction == "mean" || (kind != "lmf_seed" && kind != "lmf_official");
+  return reduction == "mean" ||
+         (kind != "lmf_seed" && kind != "lmf_official" && kind != "focal_drw" && kind != "lmf_seed2024");
 }
 
 /// a, b, m and the default w of the generic case: exact binary fractions of the class index
@@ -238,11 +256,36 @@ lmf::Loss<T> make_loss(const LossCase& c) {
     o.class_weights = w;
     o.ignore_index = c.ignore_index;
   };
-  if (c.kind == "ce") {
+  if (c.kind == "ce" || c.kind == "ce_smooth") {
     typename lmf::CrossEntropyLoss<T>::Options o;
     common(o);
+    o.label_smoothing = T(c.label_smoothing);
     return lmf::CrossEntropyLoss<T>(o);
   }
+  if (c.kind == "la") {
+    typename lmf::LogitAdjustedLoss<T>::Options o;
+    common(o);
+    o.label_smoothing = T(c.label_smoothing);
+    o.tau = T(c.tau);
+    return lmf::LogitAdjustedLoss<T>(counts, o);
+  }
+  if (c.kind == "bs") {
+    typename lmf::BalancedSoftmaxLoss<T>::Options o;
+    common(o);
+    o.label_smoothing = T(c.label_smoothing);
+    return lmf::BalancedSoftmaxLoss<T>(counts, o);
+  }
+  if (c.kind == "vs" || c.kind == "vs_smooth") {
+    typename lmf::VSLoss<T>::Options o;
+    common(o);
+    o.label_smoothing = T(c.label_smoothing);
+    o.tau = T(c.tau);
+    o.gamma = T(c.gamma);
+    return lmf::VSLoss<T>(counts, o);
+  }
+  if (c.kind == "focal_repo") return lmf::FocalLoss<T>::repo_code(w, T(c.gamma), r, c.ignore_index);
+  if (c.kind == "focal_drw") return lmf::FocalLoss<T>::ldam_drw_code(w, T(c.gamma), c.ignore_index);
+  if (c.kind == "lmf_seed2024") return lmf::LMFLoss<T>::seed_code_2024(counts, w, c.ignore_index);
   if (c.kind == "focal") {
     typename lmf::FocalLoss<T>::Options o;
     common(o);
@@ -252,6 +295,7 @@ lmf::Loss<T> make_loss(const LossCase& c) {
   if (c.kind == "ldam") {
     typename lmf::LDAMLoss<T>::Options o;
     common(o);
+    o.label_smoothing = T(c.label_smoothing);
     o.s = T(c.s);
     o.max_m = T(c.max_m);
     return lmf::LDAMLoss<T>(counts, o);
@@ -302,8 +346,10 @@ inline std::vector<LossCase> registry(Index c, const std::string& reduction = "m
     LossCase lc;
     lc.kind = kind;
     lc.reduction = reduction;
-    lc.gamma = gamma;
+    lc.gamma = kind == "vs" || kind == "vs_smooth" ? 0.3 : gamma;
     lc.s = kind == "generic" ? std::min(s, 4.0) : s;
+    lc.tau = kind == "vs_smooth" ? 1.5 : 1.0;
+    lc.label_smoothing = kind == "ce_smooth" ? 0.2 : kind == "vs_smooth" ? 0.1 : 0.0;
     lc.ldam_weight = 0.7;
     lc.focal_weight = 1.3;
     lc.counts.assign(n.data(), n.data() + c);
@@ -321,7 +367,8 @@ inline std::vector<double> balanced_weights(Index c) {
 
 inline std::string describe(const LossCase& c) {
   std::ostringstream os;
-  os << c.kind << " (" << c.reduction << ", gamma " << c.gamma << ", s " << c.s
+  os << c.kind << " (" << c.reduction << ", gamma " << c.gamma << ", s " << c.s << ", tau " << c.tau
+     << ", label_smoothing " << c.label_smoothing
      << (c.weights.empty() ? ", unweighted" : ", weighted") << ", ignore_index " << c.ignore_index << ")";
   return os.str();
 }
@@ -337,6 +384,15 @@ struct GoldenCase : LossCase {
   std::vector<double> grad;     // row-major
 };
 
+struct GoldenSigmoid {
+  std::string name, reduction;
+  Index n = 0, c = 0;
+  double alpha = 0.25, gamma = 2;
+  std::vector<double> weights;         // empty: none
+  std::vector<float> logits, targets;  // row-major, float32 values
+  std::vector<double> values, grad;
+};
+
 struct GoldenStats {
   double max_m = 0, beta = 0;
   std::vector<long> counts;
@@ -347,6 +403,7 @@ struct Golden {
   std::string header;
   std::vector<GoldenCase> cases;
   std::vector<GoldenStats> stats;
+  std::vector<GoldenSigmoid> sigmoid;
 };
 
 template <class V>
@@ -383,7 +440,7 @@ inline Golden read_golden(const std::string& path) {
       in >> c.name >> c.kind >> c.reduction >> c.n >> c.c >> c.gamma >> c.s >> c.max_m >> c.ldam_weight >>
           c.focal_weight >> c.ignore_index;
       int has_weights = 0;
-      in >> has_weights;
+      in >> has_weights >> c.tau >> c.label_smoothing;
       read_list(in, "counts", std::size_t(c.c), c.counts);
       if (has_weights) read_list(in, "weights", std::size_t(c.c), c.weights);
       read_list(in, "labels", std::size_t(c.n), c.labels);
@@ -408,6 +465,25 @@ inline Golden read_golden(const std::string& path) {
       read_list(in, "margins", c, s.margins);
       read_list(in, "class_balanced", c, s.class_balanced);
       g.stats.push_back(std::move(s));
+    } else if (key == "sigmoid") {
+      GoldenSigmoid c;
+      int has_weights = 0;
+      in >> c.name >> c.n >> c.c >> c.alpha >> c.gamma >> c.reduction >> has_weights;
+      if (has_weights) read_list(in, "weights", std::size_t(c.c), c.weights);
+      read_list(in, "logits", std::size_t(c.n * c.c), c.logits);
+      read_list(in, "targets", std::size_t(c.n * c.c), c.targets);
+      std::string k;
+      std::size_t nv = 0;
+      in >> k >> nv;
+      if (k != "values") throw std::runtime_error("golden: expected values in " + c.name);
+      c.values.resize(nv);
+      for (auto& v : c.values) {
+        std::string tok;
+        in >> tok;
+        v = std::strtod(tok.c_str(), nullptr);
+      }
+      read_list(in, "grad", std::size_t(c.n * c.c), c.grad);
+      g.sigmoid.push_back(std::move(c));
     } else {
       throw std::runtime_error("golden: unknown record '" + key + "'");
     }

@@ -26,6 +26,7 @@ double gradient_scale(const lmf::Loss<T>& loss, const Labels& y) {
       if (y(i) == loss.ignore_index()) continue;
       d += (t.w.size() && t.mean_over == lmf::MeanOver::target_weights) ? double(t.w(y(i))) : 1.0;
     }
+    if (t.mean_over == lmf::MeanOver::all_rows) d = double(y.size());
     if (loss.reduction() != lmf::Reduction::mean) d = 1;
     if (d > 0) scale += std::abs(double(t.weight)) * double(t.s) * wmax / d;
   }
@@ -63,9 +64,16 @@ void check_case(const GoldenCase& c, double& worst_value, double& worst_grad) {
   // reference that limits: PyTorch's log_softmax and softmax - 1 carry absolute errors of
   // ~eps * scale on every entry (a confident row's l ~ 1e-9 has only ~7 right digits there), so
   // entries are compared relatively down to 1e-3 of the scale, absolutely below.
-  const double elem_floor = sizeof(T) == 4 ? kElementFloor : 1e-3;
+  const double elem_floor = std::max(sizeof(T) == 4 ? kElementFloor : 1e-3, element_floor(loss, c.c));
   const double eg_elem = elementwise_error(g, g_ref, elem_floor * scale);
-  const double ev_elem = elementwise_error(v, v_ref, elem_floor * std::max(1.0, v_ref.cwiseAbs().maxCoeff()));
+  // (PyTorch's l = -log_softmax(z)_y has an absolute error ~eps * max|z| (z = s x): in double the
+  // value's floor grows with max|z| / 4 above 4, so that a tiny l (a confident row) is compared to
+  // the reference's own accuracy, not beyond it)
+  double zmax = 0;
+  for (const lmf::Term<T>& t : loss.spec().terms) zmax = std::max(zmax, double(t.s) * double(x.cwiseAbs().maxCoeff() + 1));
+  const double v_floor = elem_floor * std::max(1.0, v_ref.cwiseAbs().maxCoeff()) *
+                         (sizeof(T) == 8 ? std::max(1.0, zmax / 4) : 1.0);
+  const double ev_elem = elementwise_error(v, v_ref, v_floor);
   worst_value = std::max({worst_value, ev, ev_elem});
   worst_grad = std::max({worst_grad, eg, eg_elem});
   INFO(c.name << " (" << c.kind << ", " << c.reduction << ", N " << c.n << ", C " << c.c << ", gamma "
@@ -73,9 +81,10 @@ void check_case(const GoldenCase& c, double& worst_value, double& worst_grad) {
   // PyTorch forms z = s * x before subtracting the row maximum, so its float64 results carry
   // relative errors up to ~eps * max|z| (1e-12 at s 64, |x| 70); lmf subtracts first (see
   // math::adjusted_difference). The bound allows the reference's own error on top of 1e-12.
-  double zmax = 0;
-  for (const lmf::Term<T>& t : loss.spec().terms) zmax = std::max(zmax, double(t.s) * double(x.cwiseAbs().maxCoeff() + 1));
-  const double tol = parity_tol<T>() + (sizeof(T) == 8 ? 8 * 2.2e-16 * zmax : 0.0);
+  // With label smoothing the value sums C terms -log p_c; PyTorch's recursive sum of them carries
+  // up to ~C eps of its own relative error (C = 1000: 2.2e-13).
+  const bool smoothing = element_floor(loss, c.c) > kElementFloor;
+  const double tol = parity_tol<T>() + (sizeof(T) == 8 ? 8 * 2.2e-16 * zmax + (smoothing ? 2.2e-16 * c.c : 0.0) : 0.0);
   CHECK(ev <= tol);
   CHECK(eg <= tol);
   CHECK(ev_elem <= tol);

@@ -6,6 +6,7 @@
 //   class-balanced (Cui et al. 2019): w_j ∝ (1 - beta) / (1 - beta^n_j), normalized to sum to C
 //   inverse frequency:               w_j ∝ 1 / n_j, normalized to sum to C (the beta -> 1 limit)
 //   DRW: weights all 1 before start_epoch, class-balanced from start_epoch on
+//   priors pi_j = n_j / sum n; logit adjustments tau * log(pi_j) (Menon et al. 2021)
 #pragma once
 
 #include <lmf/errors.hpp>
@@ -90,6 +91,40 @@ Vector<T> inverse_frequency_weights(const Eigen::MatrixBase<Derived>& counts) {
   Vector<double> w = n.cwiseInverse();
   w *= double(n.size()) / w.sum();
   return w.template cast<T>();
+}
+
+/// Class priors pi_j = n_j / sum_k n_k (computed in double). Errors: empty counts, a count <= 0.
+template <class T, class Derived>
+Vector<T> class_priors(const Eigen::MatrixBase<Derived>& counts) {
+  static_assert(std::is_floating_point<T>::value, "lmf::class_priors<T>: T must be float or double");
+  const Vector<double> n = detail::checked_counts<double>(counts, "class_priors");
+  return (n / n.sum()).template cast<T>();
+}
+
+/// Logit adjustments tau * log(pi_j) (Menon et al. 2021), the offsets b of LogitAdjustedLoss and
+/// VSLoss, in double then rounded to T. Errors: bad counts, tau not finite.
+template <class T, class Derived>
+Vector<T> logit_adjustments(const Eigen::MatrixBase<Derived>& counts, double tau = 1.0) {
+  static_assert(std::is_floating_point<T>::value, "lmf::logit_adjustments<T>: T must be float or double");
+  LMF_CHECK_ARG(std::isfinite(tau), "logit_adjustments: tau is ", tau, " (must be finite)");
+  const Vector<double> n = detail::checked_counts<double>(counts, "logit_adjustments");
+  const double total = n.sum();
+  Vector<double> b(n.size());
+  for (Index j = 0; j < n.size(); ++j) b(j) = tau * std::log(n(j) / total);
+  return b.template cast<T>();
+}
+
+/// Post-hoc logit adjustment (Menon et al. 2021, eq. 9): the logits of a model trained with plain
+/// cross entropy, minus tau * log(pi_c) per class, so that argmax gives the balanced-error
+/// prediction. `logits` is N x C (any dense Eigen expression); returns a new N x C matrix.
+template <class Derived, class DerivedCounts>
+Eigen::Matrix<typename Derived::Scalar, Eigen::Dynamic, Eigen::Dynamic> posthoc_logit_adjustment(
+    const Eigen::MatrixBase<Derived>& logits, const Eigen::MatrixBase<DerivedCounts>& counts, double tau = 1.0) {
+  using T = typename Derived::Scalar;
+  const Vector<T> b = logit_adjustments<T>(counts, tau);
+  LMF_CHECK_ARG(logits.cols() == b.size(), "posthoc_logit_adjustment: logits have ", logits.cols(),
+                " columns but there are ", b.size(), " class counts");
+  return logits.rowwise() - b.transpose();
 }
 
 /// Counts integer labels into `classes` bins. Labels equal to ignore_index are skipped; any

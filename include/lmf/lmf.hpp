@@ -13,3 +13,4 @@
 #include <lmf/plan.hpp>
 #include <lmf/loss.hpp>
 #include <lmf/losses.hpp>
+#include <lmf/sigmoid_focal.hpp>

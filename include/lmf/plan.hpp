@@ -46,6 +46,14 @@ struct TermParams {
   Accum weight_scale;  ///< 1, or 2^1000 for tiny denominators
   Accum value_scale;   ///< 1 / (denominator * weight_scale) (1 for sum and none)
   Accum grad_scale;    ///< gradient factor * value_scale (term weight * grad_scale * phi'(M)...)
+  bool weight_inside;  ///< FocusOn::weighted_row: L_i = phi(w_y l_i) (LDAM-DRW's focal)
+  // label smoothing eps (0: none); with it, L_i = (1 - eps) w_y l + (eps / C) q,
+  // q = sum_c w_c (logsumexp(z) - z_c), and dL_i/dx_c gets (eps / C) s a_c (W softmax_c - w_c)
+  T one_minus_eps;  ///< 1 - eps
+  T smooth;         ///< eps / C
+  T w_sum;          ///< W = sum_c w_c (C when unweighted)
+  T smooth_mass;    ///< T(eps / C * W * weight_scale * grad_scale) * s: the softmax part's factor
+  T smooth_grad;    ///< T(eps / C * weight_scale * grad_scale) * s: times s a_c w_c, subtracted
 };
 
 /// Maximum number of terms in one loss (LMF has two; the family needs at most two).
@@ -149,7 +157,7 @@ Status check_totals(const LossSpec<T>& spec, const Totals& totals, const Totals&
 /// `means`, if given, are the batch-mean terms' M computed directly (one process: more precise
 /// than S / D when D is tiny); otherwise M = S / D from the totals.
 template <class T>
-void plan_terms(const LossSpec<T>& spec, Reduction reduction, const Totals& totals, T grad_scale,
+void plan_terms(const LossSpec<T>& spec, Index classes, Reduction reduction, const Totals& totals, T grad_scale,
                 std::array<TermParams<T>, kMaxTerms>& params, std::array<T, kMaxTerms>& weights,
                 const std::array<Accum, kMaxTerms>* means = nullptr) {
   for (std::size_t t = 0; t < spec.terms.size(); ++t) {
@@ -164,6 +172,9 @@ void plan_terms(const LossSpec<T>& spec, Reduction reduction, const Totals& tota
       factor *= Accum(math::focus(static_cast<T>(m), term.gamma).derivative);
       gamma = T(0);
     }
+    const Accum eps = Accum(term.label_smoothing);
+    const Accum smooth = classes > 0 ? eps / Accum(classes) : Accum(0);
+    const Accum w_sum = term.w.size() ? term.w.template cast<Accum>().sum() : Accum(classes);
     params[t] = TermParams<T>{term.s,
                               gamma,
                               term.a.size() ? term.a.data() : nullptr,
@@ -172,7 +183,13 @@ void plan_terms(const LossSpec<T>& spec, Reduction reduction, const Totals& tota
                               term.w.size() ? term.w.data() : nullptr,
                               weight_scale,
                               inv,
-                              factor * inv};
+                              factor * inv,
+                              term.focus_on == FocusOn::weighted_row,
+                              static_cast<T>(Accum(1) - eps),
+                              static_cast<T>(smooth),
+                              static_cast<T>(w_sum),
+                              static_cast<T>(smooth * w_sum * weight_scale * factor * inv) * term.s,
+                              static_cast<T>(smooth * weight_scale * factor * inv) * term.s};
     weights[t] = term.weight;
   }
 }

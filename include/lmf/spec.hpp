@@ -49,6 +49,8 @@ enum class Reduction : int {
 enum class MeanOver : int {
   target_weights = 0,  ///< sum of w_y over the counted rows (PyTorch's weighted mean; N if unweighted)
   rows = 1,            ///< the number of counted rows (torch.mean of per-row values)
+  all_rows = 2,        ///< every row, ignored ones included (torch.mean of a per-row tensor in which
+                       ///< ignored rows are 0: the LDAM-DRW code's focal loss)
 };
 
 /// Where the focal modulation phi is applied.
@@ -56,12 +58,13 @@ enum class FocusOn : int {
   row = 0,         ///< per row: L_i = w_y * phi(l_i) (focal loss as published by Lin et al.)
   batch_mean = 1,  ///< on the batch's weighted-mean cross entropy: L = phi(sum w_y l_i / sum w_y),
                    ///< as in the seed article's code; needs reduction mean
+  weighted_row = 2,  ///< per row, the class weight inside: L_i = phi(w_y l_i), as in the LDAM-DRW
+                     ///< code's focal loss (p = exp(-w_y CE_i))
 };
 
 /// Which CPU kernel evaluates the rows. `automatic` picks the fastest that applies; a forced
 /// kernel that cannot handle a batch (rows needs class-contiguous logits and gradient; rows and
-/// lanes need every term to have a = 1 and b = 0, and C >= 2) falls back to `scalar`, the
-/// reference kernel. Results of all kernels agree to rounding (tests: ~1e-12 double, ~1e-5 float,
+/// lanes need C >= 2) falls back to `scalar`, the reference kernel. Results of all kernels agree to rounding (tests: ~1e-12 double, ~1e-5 float,
 /// plus exp's conditioning eps * s * max|x|; docs/testing.md).
 enum class Kernel : int {
   automatic = 0,
@@ -101,6 +104,10 @@ struct Term {
   Vector<T> w;         ///< class weights w_y
   MeanOver mean_over = MeanOver::target_weights;
   FocusOn focus_on = FocusOn::row;
+  /// Label smoothing eps in [0, 1] (terms with gamma 0 and FocusOn::row only): the row's value is
+  /// (1 - eps) w_y l + (eps / C) sum_c w_c (logsumexp(z) - z_c), PyTorch's cross_entropy with
+  /// label_smoothing on the adjusted logits z; both parts share the term's denominator.
+  T label_smoothing = T(0);
 };
 
 /// A whole loss: terms over the same rows, a reduction and PyTorch's ignore_index.
@@ -174,8 +181,14 @@ void validate(LossSpec<T>& spec) {
     check_scale(term.s, term_name);
     check_gamma(term.gamma, term_name);
     const int mo = static_cast<int>(term.mean_over), fo = static_cast<int>(term.focus_on);
-    LMF_CHECK_ARG(mo == 0 || mo == 1, "term ", t, ": unknown mean_over (enum value ", mo, ")");
-    LMF_CHECK_ARG(fo == 0 || fo == 1, "term ", t, ": unknown focus_on (enum value ", fo, ")");
+    LMF_CHECK_ARG(mo >= 0 && mo <= 2, "term ", t, ": unknown mean_over (enum value ", mo, ")");
+    LMF_CHECK_ARG(fo >= 0 && fo <= 2, "term ", t, ": unknown focus_on (enum value ", fo, ")");
+    LMF_CHECK_ARG(std::isfinite(term.label_smoothing) && term.label_smoothing >= T(0) && term.label_smoothing <= T(1),
+                  "term ", t, ": label_smoothing is ", term.label_smoothing, " (must be in [0, 1])");
+    LMF_CHECK_ARG(term.label_smoothing == T(0) || (term.gamma == T(0) && term.focus_on == FocusOn::row), "term ", t,
+                  ": label_smoothing is defined for cross-entropy terms (gamma 0, focus on the row) only; this "
+                  "term has gamma ",
+                  term.gamma, term.focus_on == FocusOn::row ? "" : " and a batch-level focus");
     LMF_CHECK_ARG(term.focus_on == FocusOn::row || spec.reduction == Reduction::mean, "term ", t,
                   ": focus on the batch mean (seed-code convention) needs reduction mean, got ",
                   to_string(spec.reduction));

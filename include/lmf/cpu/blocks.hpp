@@ -69,8 +69,7 @@ constexpr Index kMaxLanesScratch = Index(1) << 22;
 /// The kernel that evaluates this batch (see lmf::Kernel).
 template <class T>
 Kernel choose_kernel(const LossSpec<T>& spec, const Layout& lx, const Outputs<T>& out) {
-  bool simd_ok = lx.classes >= 2;  // (C <= limits::max_classes: labels are exact in T)
-  for (const Term<T>& t : spec.terms) simd_ok &= t.a.size() == 0 && t.b.size() == 0;
+  const bool simd_ok = lx.classes >= 2;  // (C <= limits::max_classes: labels are exact in T)
   const bool contiguous = lx.class_stride == 1 && (out.grad == nullptr || out.lg.class_stride == 1);
   // the lanes kernel's tiles grow with C: past kMaxLanesScratch (per thread) wide class-strided
   // rows go to the scalar kernel instead of allocating gigabytes

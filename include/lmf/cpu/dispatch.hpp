@@ -69,7 +69,7 @@ Status batch_sums(const LossSpec<T>& spec, const T* x, const Layout& lx, const L
   if (!any_batch) return {};
   std::array<TermParams<T>, kMaxTerms> params{};
   std::array<T, kMaxTerms> weights{};
-  plan_terms(spec, Reduction::mean, totals, T(1), params, weights);
+  plan_terms(spec, lx.classes, Reduction::mean, totals, T(1), params, weights);
   const T limit = logit_limit(spec);
   const KernelArgs<T, L> k = kernel_args(spec, x, lx, labels, label_stride, params.data(), weights.data(), limit);
   std::array<Accum, kMaxTerms> sums{};
@@ -140,7 +140,7 @@ Status evaluate(const LossSpec<T>& spec, Reduction reduction, const T* x, const 
   // 6. the fused pass with the plan's scales
   std::array<TermParams<T>, kMaxTerms> params{};
   std::array<T, kMaxTerms> weights{};
-  plan_terms(spec, reduction, totals, options.grad_scale, params, weights, own_means ? &means : nullptr);
+  plan_terms(spec, lx.classes, reduction, totals, options.grad_scale, params, weights, own_means ? &means : nullptr);
   KernelArgs<T, L> k = kernel_args(spec, x, lx, labels, label_stride, params.data(), weights.data(), limit);
   k.grad = out.grad;
   k.lg = out.lg;

@@ -2,15 +2,14 @@
 // 1) with many classes: each row is swept with xsimd batches along the classes.
 //
 // Per row: one sweep finds X = max over the non-target logits (and checks every logit against
-// the limit); per term, one sweep computes e_c = exp(s ((x_c - X_ref) + delta)) — the exponent
-// of z_c - z_k written as a difference of raw logits (math::adjusted_difference) — summing them
-// and keeping them in a row-sized scratch when a gradient is wanted; a last sweep writes
-// g_c = sum_t k_t e_{t,c}, and the target entry is set from its exact formula. Only the vector
-// that holds the target is masked. The
-// logits are read from memory once (the later sweeps hit cache) and the gradient written once.
-//
-// Handles terms with a = 1 and b = 0 (every named loss); the dispatcher sends others to the
-// scalar kernel.
+// the limit); per term, the reference class k (the target, X's class, or — for terms with
+// per-class multipliers a or offsets b — the largest s a_c x_c + b_c, found by one more sweep),
+// then one sweep computes e_c = exp(z_c - z_k) with the exponent written as a difference of raw
+// logits (math::adjusted_difference), summing them (and, for label smoothing, sum_c w_c (z_c -
+// z_k)) and keeping a_c e_c in a row-sized scratch when a gradient is wanted; a last sweep writes
+// g_c = sum_t k_t a_c e_{t,c} (minus label smoothing's constant part), and the target entry is
+// set from its exact formula. Only the vector that holds the target is masked. The logits are
+// read from memory once (the later sweeps hit cache) and the gradient written once.
 #pragma once
 
 #include <lmf/cpu/scalar.hpp>
@@ -22,9 +21,9 @@
 namespace lmf {
 namespace detail {
 
-/// What one term contributes to one row: its value w_y * phi (for per-row outputs), its share of
-/// the term's sum (w_y * value_scale * phi, in double), the gradient factor for the non-target
-/// classes (times e_c) and the target's gradient entry.
+/// What one term contributes to one row: its value (w_y phi, for per-row outputs), its share of
+/// the term's sum (times value_scale, in double), the gradient factor of the non-target classes
+/// (times e_c) and the target's gradient entry (before the factor a_y).
 template <class T>
 struct RowTerm {
   T value;
@@ -33,18 +32,33 @@ struct RowTerm {
 };
 
 /// From rest, others (see below), dy, e_y and the term's parameters: the term's l, value and
-/// gradient factors for one row (the rows kernel's per-row epilogue).
+/// gradient factors for one row (the per-row epilogue of the rows kernel; the lanes kernel has the
+/// same formulas on vectors). wd = sum_c w_c (z_c - z_k), needed for label smoothing only.
 template <class T>
-RowTerm<T> finish_row(const TermParams<T>& p, T wy, T rest, T others, T dy, T e_y) {
+RowTerm<T> finish_row(const TermParams<T>& p, T wy, T rest, T others, T dy, T e_y, T wd) {
   const T l = math::cross_entropy_from(dy, rest);
   const T inv = T(1) / (T(1) + rest);
-  // p_t = e_y / (1 + rest), 1 - p_t = others / (1 + rest): neither from the other
-  const math::Focus<T> f = math::focus(l, others * inv, e_y * inv, p.gamma);
-  const T phi = f.value, derivative = f.derivative;
+  // p_t = e_y / (1 + rest), 1 - p_t = others / (1 + rest): neither from the other. With the
+  // weight inside (LDAM-DRW's focal), p = exp(-w_y l) and 1 - p = -expm1(-w_y l).
+  const math::Focus<T> f = p.weight_inside ? math::focus(wy * l, p.gamma) : math::focus(l, others * inv, e_y * inv, p.gamma);
   const Accum w = Accum(wy) * p.weight_scale;
-  const T coef = static_cast<T>(w * p.grad_scale) * derivative * p.s;
-  return {wy * phi, (w * p.value_scale) * Accum(phi), coef * inv,
-          coef * math::softmax_minus_onehot(e_y, true, rest, inv)};
+  T value;
+  Accum contribution;
+  if (p.weight_inside) {
+    value = f.value;
+    contribution = (p.weight_scale * p.value_scale) * Accum(f.value);
+  } else if (p.smooth != T(0)) {  // (gamma 0: phi(l) = l)
+    const T q = p.w_sum * std::log1p(rest) - wd;  // sum_c w_c (logsumexp(z) - z_c) >= 0
+    value = p.one_minus_eps * wy * l + p.smooth * q;
+    contribution = (Accum(p.one_minus_eps) * Accum(wy) * Accum(l) + Accum(p.smooth) * Accum(q)) * p.weight_scale *
+                   p.value_scale;
+  } else {
+    value = wy * f.value;
+    contribution = (w * p.value_scale) * Accum(f.value);
+  }
+  const T coef = static_cast<T>(w * p.grad_scale * Accum(p.one_minus_eps)) * f.derivative * p.s;
+  return {value, contribution, (coef + p.smooth_mass) * inv,
+          coef * math::softmax_minus_onehot(e_y, true, rest, inv) + p.smooth_mass * (e_y * inv) - p.smooth_grad * wy};
 }
 
 /// Scratch the rows kernel needs per thread: one row of exponentials per term.
@@ -101,50 +115,108 @@ bool rows_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, T
 
     T row_value = T(0);
     RowTerm<T> parts[kMaxTerms];
+    bool any_smooth = false;
     for (int t = 0; t < k.n_terms; ++t) {
       const TermParams<T>& p = k.terms[t];
+      any_smooth |= p.smooth != T(0);
       const T my = p.m ? p.m[y] : T(0);
-      const bool y_ref = xy - my >= X;  // the target's adjusted logit is the row maximum
-      const T x_ref = y_ref ? xy : X, delta = y_ref ? my : T(0);
-      // sweep 2: e_c = exp(s ((x_c - x_ref) + delta)) = exp(z_c - z_k) for c != y; `others` =
-      // their sum. When X is the reference, its own e = 1 (exactly) is in `others`.
-      B sum(T(0));
-      const B s(p.s), sub(x_ref - delta);
+      const T ay = p.a ? p.a[y] : T(1), by = p.b ? p.b[y] : T(0);
+      const T ax_y = ay * xy;
+      // the reference class k of the exponents z_c - z_k: the target if its adjusted logit is the
+      // row maximum, else the largest non-target (X for terms without a and b, else found below)
+      T ax_k = X, b_k = T(0);
+      if (p.a || p.b) {
+        // max over c != y of s a_c x_c + b_c, and its class (the lowest of equal maxima)
+        const B s(p.s);
+        B kmax(neg_inf), kidx(T(0));
+        for (Index c = 0; c < C_vec; c += W) {
+          const B v = B::load_unaligned(x + c);
+          const B av = p.a ? B::load_unaligned(p.a + c) * v : v;
+          B key = p.b ? xsimd::fma(s, av, B::load_unaligned(p.b + c)) : s * av;
+          if (c == y_chunk) key = xsimd::select(iota == B(T(y - c)), B(neg_inf), key);
+          const auto gt = key > kmax;
+          kmax = xsimd::select(gt, key, kmax);
+          kidx = xsimd::select(gt, iota + B(T(c)), kidx);
+        }
+        alignas(64) T keys[W], idx[W];
+        kmax.store_aligned(keys);
+        kidx.store_aligned(idx);
+        T best = neg_inf;
+        Index top = -1;
+        for (Index j = 0; j < W; ++j)
+          if (keys[j] > best || (keys[j] == best && keys[j] > neg_inf && Index(idx[j]) < top))
+            best = keys[j], top = Index(idx[j]);
+        for (Index c = C_vec; c < C; ++c) {
+          if (c == y) continue;
+          const T key = p.s * ((p.a ? p.a[c] : T(1)) * x[c]) + (p.b ? p.b[c] : T(0));
+          if (key > best || top < 0) best = key, top = c;
+        }
+        if (top < 0) top = y == 0 ? 1 : 0;  // (C >= 2: some non-target class exists)
+        ax_k = (p.a ? p.a[top] : T(1)) * x[top];
+        b_k = p.b ? p.b[top] : T(0);
+      }
+      const bool y_ref = p.s * (ax_y - my) + by >= p.s * ax_k + b_k;
+      const T ax_ref = y_ref ? ax_y : ax_k, b_ref = y_ref ? by : b_k, delta = y_ref ? my : T(0);
+      // sweep 2: e_c = exp(z_c - z_k) = exp(s ((a_c x_c - ax_ref) + delta) + (b_c - b_ref)) for
+      // c != y; `others` = their sum. When a non-target is the reference, its own e = 1 (exactly)
+      // is in `others`. The gradient sweep gets a_c e_c.
+      B sum(T(0)), wd(T(0));
+      const B s(p.s), ref(ax_ref), dv(delta), bref(b_ref);
       T* e_out = scratch + t * C;
+      auto exponent = [&](const B& v, Index c) {
+        if (!p.a && !p.b) return s * ((v - ref) + dv);
+        const B av = p.a ? B::load_unaligned(p.a + c) * v : v;
+        const B d = s * ((av - ref) + dv);
+        return p.b ? d + (B::load_unaligned(p.b + c) - bref) : d;
+      };
       for (Index c = 0; c < C_vec; c += W) {
-        const B v = B::load_unaligned(x + c);
-        const B e = simd::fast_exp(s * (y_ref ? (v - B(x_ref)) + B(delta) : v - sub));
-        sum += c == y_chunk ? xsimd::select(iota == B(T(y - c)), B(T(0)), e) : e;
-        if (g) e.store_unaligned(e_out + c);
+        const B d = exponent(B::load_unaligned(x + c), c);
+        const B e = simd::fast_exp(d);
+        if (c == y_chunk) {
+          const auto not_y = iota != B(T(y - c));
+          sum += xsimd::select(not_y, e, B(T(0)));
+          if (p.smooth != T(0)) wd += xsimd::select(not_y, p.w ? B::load_unaligned(p.w + c) * d : d, B(T(0)));
+        } else {
+          sum += e;
+          if (p.smooth != T(0)) wd += p.w ? B::load_unaligned(p.w + c) * d : d;
+        }
+        if (g) (p.a ? B::load_unaligned(p.a + c) * e : e).store_unaligned(e_out + c);
       }
       if (C_vec < C) {  // the last C % W classes: one padded vector (scalar exps cost far more)
         const Index rem = C - C_vec;
-        const B v = simd::lanes_from<T>([&](Index j) { return j < rem ? x[C_vec + j] : x_ref; });
-        const B e = simd::fast_exp(s * ((v - B(x_ref)) + B(delta)));
+        auto tail = [&](const T* v, T pad) { return simd::lanes_from<T>([&](Index j) { return j < rem ? v[C_vec + j] : pad; }); };
+        const B v = tail(x, ax_ref);
+        const B av = p.a ? tail(p.a, T(1)) * v : v;
+        const B d = p.b ? s * ((av - ref) + dv) + (tail(p.b, T(0)) - bref) : s * ((av - ref) + dv);
+        const B e = simd::fast_exp(d);
         const auto keep = (iota < B(T(rem))) && (iota + B(T(C_vec)) != yv);
         sum += xsimd::select(keep, e, B(T(0)));
+        if (p.smooth != T(0)) wd += xsimd::select(keep, p.w ? tail(p.w, T(0)) * d : d, B(T(0)));
         if (g) {
-          alignas(64) T tail[W];
-          e.store_aligned(tail);
-          for (Index j = 0; j < rem; ++j) e_out[C_vec + j] = tail[j];
+          alignas(64) T lanes[W];
+          (p.a ? tail(p.a, T(1)) * e : e).store_aligned(lanes);
+          for (Index j = 0; j < rem; ++j) e_out[C_vec + j] = lanes[j];
         }
       }
       const T others = xsimd::hadd(sum);
       T dy = T(0), e_y = T(1), rest = others;
       if (!y_ref) {
-        dy = math::adjusted_difference(xy, X, my, T(0), T(0), T(0), p.s);
+        dy = math::adjusted_difference(ax_y, ax_k, my, T(0), by, b_k, p.s);
         e_y = std::exp(dy);
         rest = (others - T(1)) + e_y;  // others >= 1 here; see docs/math.md on its accuracy
       }
       const T wy = p.w ? p.w[y] : T(1);
-      parts[t] = finish_row(p, wy, rest, others, dy, e_y);
+      const T wd_row = p.smooth != T(0) ? xsimd::hadd(wd) + wy * dy : T(0);
+      parts[t] = finish_row(p, wy, rest, others, dy, e_y, wd_row);
+      parts[t].g_target *= ay;
       sums[t] += parts[t].contribution;
       if (k.row_values) row_value += k.term_weights[t] * parts[t].value;
     }
     if (k.row_values) k.row_values[i * k.row_values_stride] = row_value;
     if (!g) continue;
 
-    // sweep 3: the gradient
+    // sweep 3: the gradient sum_t k_t a_c e_{t,c} (scratch holds a_c e_{t,c}), minus label
+    // smoothing's (eps / C) s a_c w_c
     if (k.n_terms == 1) {
       const B k0(parts[0].k);
       for (Index c = 0; c < C_vec; c += W) (k0 * B::load_unaligned(scratch + c)).store_unaligned(g + c);
@@ -165,6 +237,19 @@ bool rows_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, T
         T acc = parts[0].k * scratch[c];
         for (int t = 1; t < k.n_terms; ++t) acc += parts[t].k * scratch[t * C + c];
         g[c] = acc;
+      }
+    }
+    if (any_smooth) {
+      for (int t = 0; t < k.n_terms; ++t) {
+        const TermParams<T>& p = k.terms[t];
+        if (p.smooth == T(0)) continue;
+        const B sg(p.smooth_grad);
+        for (Index c = 0; c < C_vec; c += W) {
+          B aw = p.w ? B::load_unaligned(p.w + c) : B(T(1));
+          if (p.a) aw *= B::load_unaligned(p.a + c);
+          (B::load_unaligned(g + c) - sg * aw).store_unaligned(g + c);
+        }
+        for (Index c = C_vec; c < C; ++c) g[c] -= p.smooth_grad * (p.w ? p.w[c] : T(1)) * (p.a ? p.a[c] : T(1));
       }
     }
     T gy = T(0);

@@ -55,15 +55,34 @@ bool scalar_rows(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums)
       }
       const T ax_k = ax(top), m_k = margin(top), b_k = offset(top);
       T rest = T(0);  // sum over c != top of exp(z_c - z_top)
-      for (Index c = 0; c < C; ++c)
-        if (c != top) rest += std::exp(math::adjusted_difference(ax(c), ax_k, margin(c), m_k, offset(c), b_k, p.s));
+      T wd = T(0);    // label smoothing: sum_c w_c (z_c - z_top)
+      for (Index c = 0; c < C; ++c) {
+        if (c == top) continue;
+        const T d = math::adjusted_difference(ax(c), ax_k, margin(c), m_k, offset(c), b_k, p.s);
+        rest += std::exp(d);
+        if (p.smooth != T(0)) wd += (p.w ? p.w[c] : T(1)) * d;
+      }
       const T dy = y == top ? T(0) : math::adjusted_difference(ax(y), ax_k, my, m_k, offset(y), b_k, p.s);
       const T l = math::cross_entropy_from(dy, rest);
       const T wy = p.w ? p.w[y] : T(1);
-      const math::Focus<T> f = math::focus(l, p.gamma);
-      sums[t] += (Accum(wy) * p.weight_scale * p.value_scale) * Accum(f.value);
-      if (k.row_values) row_value += k.term_weights[t] * (wy * f.value);
-      const T coef = static_cast<T>(Accum(wy) * p.weight_scale * p.grad_scale) * f.derivative * p.s;
+      // FocusOn::weighted_row: phi(w_y l), its derivative times w_y (below, through coef)
+      const math::Focus<T> f = math::focus(p.weight_inside ? wy * l : l, p.gamma);
+      T value;  // this row's value of the term
+      if (p.weight_inside) {
+        value = f.value;
+        sums[t] += (p.weight_scale * p.value_scale) * Accum(f.value);
+      } else if (p.smooth != T(0)) {  // (gamma 0: phi(l) = l)
+        const T q = p.w_sum * std::log1p(rest) - wd;  // sum_c w_c (logsumexp(z) - z_c) >= 0
+        value = p.one_minus_eps * wy * l + p.smooth * q;
+        sums[t] += (Accum(p.one_minus_eps) * Accum(wy) * Accum(l) + Accum(p.smooth) * Accum(q)) * p.weight_scale *
+                   p.value_scale;
+      } else {
+        value = wy * f.value;
+        sums[t] += (Accum(wy) * p.weight_scale * p.value_scale) * Accum(f.value);
+      }
+      if (k.row_values) row_value += k.term_weights[t] * value;
+      const T coef = static_cast<T>(Accum(wy) * p.weight_scale * p.grad_scale * Accum(p.one_minus_eps)) *
+                     f.derivative * p.s;
       rt[t] = RowTerm{top, ax_k, m_k, b_k, rest, T(1) / (T(1) + rest), coef};
     }
     if (k.row_values) k.row_values[i * k.row_values_stride] = row_value;
@@ -79,6 +98,8 @@ bool scalar_rows(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums)
         const T mc = c == y && p.m ? p.m[y] : T(0), bc = p.b ? p.b[c] : T(0);
         const T e = c == r.top ? T(1) : std::exp(math::adjusted_difference(ac * xc, r.ax_k, mc, r.m_k, bc, r.b_k, p.s));
         gc += r.coef * ac * math::softmax_minus_onehot(e, c == y, r.rest, r.inv);
+        if (p.smooth != T(0))  // label smoothing: (eps / C) s a_c (W softmax_c - w_c)
+          gc += ac * (p.smooth_mass * (e * r.inv) - p.smooth_grad * (p.w ? p.w[c] : T(1)));
       }
       g[c * k.lg.class_stride] = gc;
     }

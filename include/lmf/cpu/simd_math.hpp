@@ -101,6 +101,13 @@ inline batch<double> fast_exp(batch<double> x) {
   return xsimd::ldexp(y, xsimd::to_int(n));
 }
 
+/// 1 - exp(-u) for u >= 0 without cancellation (-expm1(-u)); u is clamped to 60 first (1 - e^-60
+/// is 1 in double), so xsimd's expm1 never converts an out-of-range value to an integer.
+template <class T>
+batch<T> one_minus_exp_neg(const batch<T>& u) {
+  return -xsimd::expm1(-clamp_nan_low(u, T(0), T(60)));
+}
+
 /// (1 - p)^gamma for the gammas that matter, without pow where it is not needed.
 template <class T>
 batch<T> modulation(const batch<T>& one_minus_p, T gamma) {

@@ -75,8 +75,13 @@ Status check_labels(const LossSpec<T>& spec, const Layout& lx, const L* labels, 
                                    ") (and is not ignore_index ", ignore, ")"));
   }
   auto class_weight = [&](const Term<T>& term, Index c) {
-    const bool by_rows = term.mean_over == MeanOver::rows || term.w.size() == 0;
+    const bool by_rows = term.mean_over != MeanOver::target_weights || term.w.size() == 0;
     return by_rows ? Accum(1) : static_cast<Accum>(term.w(c));
+  };
+  // MeanOver::all_rows: every row, ignored ones included
+  auto all_rows = [&] {
+    for (std::size_t t = 0; t < spec.terms.size(); ++t)
+      if (spec.terms[t].mean_over == MeanOver::all_rows) denominators[t] = Accum(rows);
   };
   if (rows < C) {
     for (Index i = 0; i < rows; ++i) {
@@ -85,6 +90,7 @@ Status check_labels(const LossSpec<T>& spec, const Layout& lx, const L* labels, 
       ++counted;
       for (std::size_t t = 0; t < spec.terms.size(); ++t) denominators[t] += class_weight(spec.terms[t], Index(y));
     }
+    all_rows();
     return {};
   }
   std::unique_ptr<std::int64_t[]> histogram(new (std::nothrow) std::int64_t[std::size_t(C)]());
@@ -99,6 +105,7 @@ Status check_labels(const LossSpec<T>& spec, const Layout& lx, const L* labels, 
     for (Index c = 0; c < C; ++c) d += Accum(histogram[std::size_t(c)]) * class_weight(spec.terms[t], c);
     denominators[t] = d;
   }
+  all_rows();
   return {};
 }
 
