@@ -17,8 +17,35 @@ lmf::Loss<T> make(Which which, Index c) {
     case Which::ce: return lmf::CrossEntropyLoss<T>();
     case Which::focal: return lmf::FocalLoss<T>();
     case Which::ldam: return lmf::LDAMLoss<T>(counts);
+    case Which::la: return lmf::LogitAdjustedLoss<T>(counts);
+    case Which::bs: return lmf::BalancedSoftmaxLoss<T>(counts);
+    case Which::vs: return lmf::VSLoss<T>(counts);
+    case Which::ce_smooth: {
+      typename lmf::CrossEntropyLoss<T>::Options o;
+      o.label_smoothing = T(0.1);
+      return lmf::CrossEntropyLoss<T>(o);
+    }
+    case Which::focal_drw:
+      return lmf::FocalLoss<T>::ldam_drw_code(lmf::class_balanced_weights<T>(counts, 0.9999), T(1));
     default: return lmf::LMFLoss<T>(counts);
   }
+}
+
+/// The sigmoid focal loss (torchvision's defaults) on the same N x C batch, targets 0/1.
+template <class T>
+void bm_sigmoid(benchmark::State& state, Index c) {
+  Batch<T> b(c);
+  MatR<T> t(b.n, c);
+  for (Index i = 0; i < t.size(); ++i) t.data()[i] = T((i * 7919) % 5 == 0);
+  const lmf::SigmoidFocalLoss<T> loss;
+  lmf::SigmoidFocalLoss<T> one = loss;
+  one.set_threads(1);
+  for (auto _ : state) {
+    T v = one.value_and_gradient(b.x, t, b.g);
+    benchmark::DoNotOptimize(v);
+    benchmark::ClobberMemory();
+  }
+  set_logits(state, b.n, c);
 }
 
 template <class T>
@@ -102,9 +129,11 @@ void register_all(const char* type, const std::vector<Index>& classes, bool ever
       benchmark::RegisterBenchmark(("naive_eigen/LMF/" + g + suffix).c_str(), bm_naive_eigen<T>, c, grad);
     }
     if (everything) {
-      for (Which w : {Which::ce, Which::focal, Which::ldam})
+      for (Which w : {Which::ce, Which::focal, Which::ldam, Which::la, Which::bs, Which::vs, Which::ce_smooth,
+                      Which::focal_drw})
         benchmark::RegisterBenchmark((std::string("lmf_fast/") + name(w) + "/value_and_gradient" + suffix).c_str(),
                                      bm_lmf<T>, w, c, lmf::Kernel::automatic, true, 1);
+      benchmark::RegisterBenchmark(("lmf_fast/SigmoidFocal/value_and_gradient" + suffix).c_str(), bm_sigmoid<T>, c);
       benchmark::RegisterBenchmark(("lmf_fast_2threads/LMF/value_and_gradient" + suffix).c_str(), bm_lmf<T>,
                                    Which::lmf_loss, c, lmf::Kernel::automatic, true, 2);
     }

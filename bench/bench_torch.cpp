@@ -32,11 +32,34 @@ void bm_torch(benchmark::State& state, Which which, Index c, bool gradient) {
   torch::Tensor y = torch::from_blob(b.y.data(), {b.n}, torch::kInt32).to(torch::kInt64);
   const Eigen::Matrix<T, Eigen::Dynamic, 1> mv = lmf::ldam_margins<T>(long_tail_counts(c), T(0.5));
   torch::Tensor m = torch::from_blob(const_cast<T*>(mv.data()), {c}, dtype).clone();
+  // the family's per-class vectors, as lmf builds them
+  const Eigen::VectorXi counts = long_tail_counts(c);
+  const Eigen::Matrix<T, Eigen::Dynamic, 1> la_b = lmf::logit_adjustments<T>(counts, 1.0);
+  const Eigen::Matrix<T, Eigen::Dynamic, 1> bs_b = counts.cast<double>().array().log().cast<T>();
+  const Eigen::Matrix<T, Eigen::Dynamic, 1> vs_a =
+      (counts.cast<double>() / double(counts.maxCoeff())).array().pow(0.3).cast<T>();
+  torch::Tensor tla = torch::from_blob(const_cast<T*>(la_b.data()), {c}, dtype).clone();
+  torch::Tensor tbs = torch::from_blob(const_cast<T*>(bs_b.data()), {c}, dtype).clone();
+  torch::Tensor tva = torch::from_blob(const_cast<T*>(vs_a.data()), {c}, dtype).clone();
+  torch::Tensor targets = (torch::arange(b.n * c).view({b.n, c}) * 7919 % 5 == 0).to(dtype);
+  namespace F = torch::nn::functional;
   auto loss = [&](const torch::Tensor& in) {
     switch (which) {
-      case Which::ce: return torch::nn::functional::cross_entropy(in, y);
+      case Which::ce: return F::cross_entropy(in, y);
       case Which::focal: return focal(in, y, 2.0);
       case Which::ldam: return ldam(in, y, m, 30.0);
+      case Which::la: return F::cross_entropy(in + tla, y);
+      case Which::bs: return F::cross_entropy(in + tbs, y);
+      case Which::vs: return F::cross_entropy(in * tva + tla, y);
+      case Which::ce_smooth: return F::cross_entropy(in, y, F::CrossEntropyFuncOptions().label_smoothing(0.1));
+      case Which::sigmoid: {  // torchvision.ops.sigmoid_focal_loss (alpha 0.25, gamma 2), mean
+        auto p = torch::sigmoid(in);
+        auto ce = F::binary_cross_entropy_with_logits(
+            in, targets, F::BinaryCrossEntropyWithLogitsFuncOptions().reduction(torch::kNone));
+        auto p_t = p * targets + (1 - p) * (1 - targets);
+        auto l = ce * torch::pow(1 - p_t, 2.0);
+        return ((0.25 * targets + 0.75 * (1 - targets)) * l).mean();
+      }
       default: return ldam(in, y, m, 30.0) + focal(in, y, 2.0);
     }
   };
@@ -66,7 +89,8 @@ void register_all(const char* type, const std::vector<Index>& classes, bool ever
           ->MinTime(1.0);
     }
     if (everything)
-      for (Which w : {Which::ce, Which::focal, Which::ldam})
+      for (Which w : {Which::ce, Which::focal, Which::ldam, Which::la, Which::bs, Which::vs, Which::ce_smooth,
+                      Which::sigmoid})
         benchmark::RegisterBenchmark((std::string("libtorch/") + name(w) + "/value_and_gradient" + suffix).c_str(),
                                      bm_torch<T>, w, c, true)
             ->Unit(benchmark::kMillisecond)

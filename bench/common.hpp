@@ -60,14 +60,21 @@ struct Batch {
   }
 };
 
-/// The losses benchmarked: LMF (the paper's defaults) and its single-term relatives.
-enum class Which { lmf_loss, ce, focal, ldam };
+/// The losses benchmarked: LMF (the paper's defaults), its single-term relatives and the
+/// long-tail family (logit adjustment, balanced softmax, VS, label smoothing, LDAM-DRW's focal).
+enum class Which { lmf_loss, ce, focal, ldam, la, bs, vs, ce_smooth, focal_drw, sigmoid };
 
 inline const char* name(Which w) {
   switch (w) {
     case Which::ce: return "CE";
     case Which::focal: return "Focal";
     case Which::ldam: return "LDAM";
+    case Which::la: return "LogitAdjusted";
+    case Which::bs: return "BalancedSoftmax";
+    case Which::vs: return "VS";
+    case Which::ce_smooth: return "CE_smooth0.1";
+    case Which::focal_drw: return "Focal_LDAM-DRW";
+    case Which::sigmoid: return "SigmoidFocal";
     default: return "LMF";
   }
 }

@@ -53,6 +53,12 @@ def parse(data, results):
     return data.get("context", {})
 
 
+# the single-term losses and the long-tail family, each beside LMF ("cost / LMF's": its time
+# over LMF value_and_gradient's at the same C)
+FAMILY = ("CE", "Focal", "LDAM", "LogitAdjusted", "BalancedSoftmax", "VS", "CE_smooth0.1", "Focal_LDAM-DRW",
+          "SigmoidFocal")
+
+
 def fmt(v):
     return "—" if v is None else (f"{v:.2f}" if v < 10 else f"{v:.1f}")
 
@@ -86,8 +92,9 @@ def main():
           f"{context.get('mhz_per_cpu', '?')} MHz; {context.get('date', '')}\n")
     print(f"ns per logit (wall time, median of {args.repetitions} runs, one thread unless noted), "
           "N·C ≈ 4M logits, row-major\n")
-    print("| type | C | op | lmf fast | lmf scalar | naive Eigen | libtorch | memcpy | libtorch / lmf | lmf / memcpy | 2 threads speed-up |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| type | C | op | lmf fast | lmf scalar | naive Eigen | libtorch | memcpy | libtorch / lmf | lmf / memcpy | "
+          "2 threads speed-up | cost / LMF's |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for (dtype, c) in sorted(results, key=lambda k: (k[0] != "float", k[1])):
         r = results[(dtype, c)]
         mem = r.get("memcpy")
@@ -99,14 +106,16 @@ def main():
             print(f"| {dtype} | {c} | LMF {op} | {fmt(fast)} | {fmt(r.get(('lmf_scalar', 'LMF', op)))} | "
                   f"{fmt(r.get(('naive_eigen', 'LMF', op)))} | {fmt(r.get(('libtorch', 'LMF', op)))} | {fmt(mem)} | "
                   f"{ratio(r.get(('libtorch', 'LMF', op)), fast)} | {ratio(fast, mem)} | "
-                  f"{ratio(fast, two) if two else '—'} |")
-        for loss in ("CE", "Focal", "LDAM"):
+                  f"{ratio(fast, two) if two else '—'} | {'1.0×' if op == 'value_and_gradient' else '—'} |")
+        lmf_fast = r.get(("lmf_fast", "LMF", "value_and_gradient"))
+        for loss in FAMILY:
             fast = r.get(("lmf_fast", loss, "value_and_gradient"))
             if fast is None:
                 continue
             print(f"| {dtype} | {c} | {loss} value_and_gradient | {fmt(fast)} | — | — | "
                   f"{fmt(r.get(('libtorch', loss, 'value_and_gradient')))} | {fmt(mem)} | "
-                  f"{ratio(r.get(('libtorch', loss, 'value_and_gradient')), fast)} | {ratio(fast, mem)} | — |")
+                  f"{ratio(r.get(('libtorch', loss, 'value_and_gradient')), fast)} | {ratio(fast, mem)} | "
+                  f"— | {ratio(fast, lmf_fast)} |")
     if not has_torch:
         print("\n(libtorch not built: install libtorch-dev for the peer column)")
     if args.json:

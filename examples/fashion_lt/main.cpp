@@ -189,6 +189,9 @@ std::vector<LossSetup> loss_setups() {
       {"LDAM-DRW", [](Counts n) { return lmf::LDAMLoss<float>(n); }, true},
       {"LMF", [](Counts n) { return lmf::LMFLoss<float>(n); }},
       {"LMF (official preset)", [](Counts n) { return lmf::LMFLoss<float>::official_code(n); }},
+      {"logit adjustment", [](Counts n) { return lmf::LogitAdjustedLoss<float>(n); }},
+      {"balanced softmax", [](Counts n) { return lmf::BalancedSoftmaxLoss<float>(n); }},
+      {"VS (gamma 0.3, tau 1)", [](Counts n) { return lmf::VSLoss<float>(n); }},
   };
 }
 

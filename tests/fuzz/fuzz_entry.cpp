@@ -1,8 +1,9 @@
 // libFuzzer harness over lmf's raw entry points (pointer + Layout), built with clang,
 // AddressSanitizer and UndefinedBehaviorSanitizer by tests/fuzz/run.sh.
 //
-// Each input describes one batch — scalar type, loss (every registry kind: CE, focal, LDAM, LMF,
-// both presets, a generic a/b/m/w spec), options, sizes, strides (aliasing and overflowing ones
+// Each input describes one batch — scalar type, loss (CE, focal, LDAM, LMF, both presets, a
+// generic a/b/m/w spec; logit adjustment, balanced softmax, VS with label smoothing, LDAM-DRW's
+// focal, a generic spec with label smoothing, the weight inside and all_rows), options, sizes, strides (aliasing and overflowing ones
 // included), label type, labels and logits (special values included) — and the harness calls
 // try_value, try_value_and_gradient and try_per_row on it. tests/fuzz/make_seeds.py writes inputs
 // in this encoding (the regression seeds of the corpus): keep the two in step. Invariants (a
@@ -79,7 +80,7 @@ lmf::Loss<T> make_loss(Reader& r, lmf::Index C, bool& built) {
   const std::int64_t ignore = r.byte() % 4 ? -100 : std::int64_t(r.byte() % (C + 1));
   const T gamma = T(r.byte() % 42) / T(2);  // 0 .. 20.5: beyond the limit is an error
   const T s = r.byte() % 8 ? T(1 + r.byte() % 64) : T(2e4);
-  const int kind = r.byte() % 7;
+  const int kind = r.byte() % 12;
   auto common = [&](auto& o) {
     o.reduction = red;
     o.class_weights = w;
@@ -127,6 +128,64 @@ lmf::Loss<T> make_loss(Reader& r, lmf::Index C, bool& built) {
       }
       case 5: {
         auto l = lmf::LMFLoss<T>::official_code(counts, ignore);
+        built = true;
+        return l;
+      }
+      case 7:
+      case 8:
+      case 9: {  // the family: logit adjustment, balanced softmax, VS, with label smoothing
+        const T eps = T(r.byte() % 12) / T(10);  // 0 .. 1.1: beyond 1 is an error
+        const T tau = T(r.byte() % 5) / T(2);
+        if (kind == 7) {
+          typename lmf::LogitAdjustedLoss<T>::Options o;
+          common(o);
+          o.label_smoothing = eps;
+          o.tau = tau;
+          lmf::LogitAdjustedLoss<T> l(counts, o);
+          built = true;
+          return l;
+        }
+        if (kind == 8) {
+          typename lmf::BalancedSoftmaxLoss<T>::Options o;
+          common(o);
+          o.label_smoothing = eps;
+          lmf::BalancedSoftmaxLoss<T> l(counts, o);
+          built = true;
+          return l;
+        }
+        typename lmf::VSLoss<T>::Options o;
+        common(o);
+        o.label_smoothing = eps;
+        o.tau = tau;
+        o.gamma = gamma / T(4);
+        lmf::VSLoss<T> l(counts, o);
+        built = true;
+        return l;
+      }
+      case 10: {  // LDAM-DRW's focal: the weight inside, mean over every row
+        auto l = lmf::FocalLoss<T>::ldam_drw_code(w, gamma, ignore);
+        built = true;
+        return l;
+      }
+      case 11: {  // the generic model with label smoothing, the weight inside and all_rows
+        lmf::LossSpec<T> spec;
+        spec.reduction = red;
+        spec.ignore_index = ignore;
+        lmf::Term<T> t;
+        t.s = s;
+        t.a = lmf::Vector<T>::LinSpaced(C, T(0.5), T(1.5));
+        t.b = lmf::Vector<T>::LinSpaced(C, T(-1), T(1));
+        t.m = lmf::Vector<T>::LinSpaced(C, T(0), T(0.5));
+        t.w = w;
+        t.label_smoothing = T(r.byte() % 12) / T(10);
+        spec.terms.push_back(t);
+        t.label_smoothing = T(0);
+        t.gamma = gamma;
+        t.weight = T(0.25);
+        t.focus_on = lmf::FocusOn::weighted_row;
+        t.mean_over = lmf::MeanOver::all_rows;
+        spec.terms.push_back(t);
+        lmf::Loss<T> l(spec);
         built = true;
         return l;
       }

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes the regression seeds of the fuzz corpus: each finding of the first fuzzing campaign,
-encoded the way tests/fuzz/fuzz_entry.cpp decodes its input (keep the two in step).
+and starting points for the long-tail family's kinds, encoded the way tests/fuzz/fuzz_entry.cpp decodes its input (keep the two in step).
 
 Usage: python3 tests/fuzz/make_seeds.py tests/fuzz/corpus
 """
@@ -9,7 +9,8 @@ import struct
 import sys
 
 LABEL_TYPES = {"int32": 0, "int64": 1, "uint64": 2, "uint32": 3}
-KINDS = {"ce": 0, "focal": 1, "ldam": 2, "lmf": 3, "lmf_seed": 4, "lmf_official": 5, "generic": 6}
+KINDS = {"ce": 0, "focal": 1, "ldam": 2, "lmf": 3, "lmf_seed": 4, "lmf_official": 5, "generic": 6, "la": 7, "bs": 8,
+         "vs": 9, "focal_drw": 10, "generic_smooth": 11}  # kinds 7-9 and 11 read more bytes (see fuzz_entry.cpp)
 REDUCTIONS = {"none": 0, "sum": 1, "mean": 2}
 KERNELS = {"automatic": 0, "scalar": 1, "rows": 2, "lanes": 3}
 
@@ -40,7 +41,7 @@ def label(v, C):
 
 def seed(*, double=False, labels="int32", C=3, counts=None, weights=None, reduction="mean", kind="ce",
          gamma2=4, s=30, samples=4, classes=None, inner_zero=False, form=0, form_bytes=(),
-         logits=(), label_values=(), threads=1, kernel="automatic"):
+         logits=(), label_values=(), threads=1, kernel="automatic", kind_bytes=()):
     b = [(1 if double else 0) | (LABEL_TYPES[labels] << 1)]
     b.append(C - 1)
     b += counts or [1] * C
@@ -54,6 +55,7 @@ def seed(*, double=False, labels="int32", C=3, counts=None, weights=None, reduct
     b.append(gamma2)  # gamma = gamma2 / 2
     b += [1, s - 1] if s != "big" else [0]
     b.append(KINDS[kind])
+    b += list(kind_bytes)  # kinds 7-9: label smoothing * 10, tau * 2; kind 11: label smoothing * 10
     b.append(samples)
     b += [1] if classes is None else [0] + classes
     b += [0] if inner_zero else [1]
@@ -100,6 +102,14 @@ def seeds():
     # NaN in value() at a late row: the error path
     yield "regress_nan_late_row", seed(C=4, samples=39, logits=[0.5] * 150 + ["nan"] + [0.5] * 5,
                                        label_values=[i % 4 for i in range(39)])
+
+    # the long-tail family (not findings: starting points for the fuzzer on the new kinds)
+    for kind, kb in (("la", (1, 2)), ("bs", (3, 0)), ("vs", (2, 2)), ("focal_drw", ()), ("generic_smooth", (2,))):
+        yield f"seed_family_{kind}", seed(C=5, kind=kind, kind_bytes=kb, weights=[16, 8, 32, 4, 2], samples=9,
+                                          logits=[0.3 * i - 5 for i in range(45)],
+                                          label_values=[i % 5 for i in range(8)] + ["ignore"])
+        yield f"seed_family_{kind}_wide", seed(double=True, C=40, kind=kind, kind_bytes=kb, samples=3,
+                                               logits=[0.1 * i for i in range(120)], label_values=[0, 39, 7])
 
 
 def main():
