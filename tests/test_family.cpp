@@ -379,6 +379,15 @@ TEST_CASE("sigmoid focal: bad input is an lmf::Error naming it, and nothing is w
   o.reduction = lmf::Reduction::mean;
   o.class_weights = Eigen::VectorXf::Ones(5);
   CHECK_THROWS_WITH(lmf::SigmoidFocalLoss<float>(o).value(x, t), Catch::Contains("the loss has 5"));
+  // a bad target in the second chunk of a flat sweep (row-major, N C > 16384): found, nothing written
+  MatR<float> xb = MatR<float>::Zero(200, 100), tb = MatR<float>::Zero(200, 100);
+  MatR<float> gb = MatR<float>::Constant(200, 100, 7.f);
+  tb(199, 98) = -0.5f;
+  CHECK_THROWS_WITH(L.value_and_gradient(xb, tb, gb), Catch::Contains("target at row 199, class 98 is -0.5"));
+  CHECK((gb.array() == 7.f).all());
+  tb(199, 98) = 0;
+  xb(170, 3) = -INFINITY;
+  CHECK_THROWS_WITH(L.value(xb, tb), Catch::Contains("logit at row 170, class 3 is -inf"));
   // the gradient may not overlap the targets
   MatR<float> tt = t;
   CHECK_THROWS_WITH(L.value_and_gradient(x, tt, tt), Catch::Contains("overlap the targets"));

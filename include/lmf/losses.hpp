@@ -167,8 +167,8 @@ class FocalLoss : public Loss<T> {
     return FocalLoss(o);
   }
 
-  /// The LDAM-DRW repository's FocalLoss (github kaidic/LDAM-DRW, losses.py, after its Nov 2019
-  /// "fix focal" commit): ce_i = F.cross_entropy(x, y, weight=w, reduction='none') = w_y l_i,
+  /// The LDAM-DRW repository's FocalLoss (github kaidic/LDAM-DRW, losses.py as of commit 3193f05,
+  /// after its Nov 2019 "fix focal"): ce_i = F.cross_entropy(x, y, weight=w, reduction='none') = w_y l_i,
   /// p = exp(-ce_i), loss = mean_i (1 - p)^gamma ce_i — the class weight inside the modulation,
   /// and the mean over every row (rows with ignore_index count as 0, as in that code). Its CIFAR
   /// script uses gamma 1 with DRW weights. `class_weights` empty: unweighted (plain focal, mean
@@ -270,10 +270,11 @@ class LMFLoss : public Loss<T> {
     return LMFLoss(std::move(spec));
   }
 
-  /// The seed article's code as of its 2024 revision (github SanaNazari/LMFLoss, June 2024), whose
-  /// defaults changed without a note: 0.2 * Focal + 0.2 * LDAM, gamma 2, s 5, max_m 0.8, the
+  /// The seed article's code as of its 2024 revision (github SanaNazari/LMFLoss, losses.py at
+  /// commit e64c07a, June 2024), whose defaults changed without a note: 0.2 * Focal + 0.2 * LDAM, gamma 2, s 5, max_m 0.8, the
   /// focal term on the batch's weighted-mean cross entropy with `class_weights`, and LDAM
-  /// unweighted (add_LDAM_weigth=False). Reduction mean.
+  /// unweighted (add_LDAM_weigth=False). Reduction mean. (That code requires the weights; an
+  /// empty `class_weights` here means unweighted.)
   template <class D, class DW>
   static LMFLoss seed_code_2024(const Eigen::MatrixBase<D>& counts, const Eigen::MatrixBase<DW>& class_weights,
                                 std::int64_t ignore_index = -100) {

@@ -20,6 +20,7 @@
 
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 namespace lmf {
 namespace detail {
@@ -158,27 +159,40 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
       // exponents z_c - z_k as differences of raw logits; the target's includes its margin, so
       // that its e is exp(dy) (exactly 1 when the target is the reference). The tile keeps a_c e_c.
       T* e_out = etile + t * C * R;
-      for (Index c = 0; c < C; ++c) {
-        const B ac = p.a ? B(p.a[c]) : one;
-        const B bc = p.b ? B(p.b[c]) : zero;
-        const B wc = p.w ? B(p.w[c]) : one;
-        for (Index g = 0; g < G; ++g) {
-          const M is_y = yv[g] == B(T(c));
-          const B v = B::load_aligned(tile + c * R + g * W);
-          B dexp = s * (((p.a ? ac * v : v) - ax_ref[g]) + (delta[g] - xsimd::select(is_y, my[g], zero)));
-          if (p.b) dexp += bc - b_ref[g];
-          const B e = simd::fast_exp(dexp);
-          const M is_zero = dexp == zero;
-          sum[g] += xsimd::select(!is_y && !is_zero, e, zero);
-          zeros[g] += xsimd::select(!is_y && is_zero, one, zero);
-          e_y[g] = xsimd::select(is_y, e, e_y[g]);
-          if (p.smooth != T(0)) wd[g] = xsimd::fma(wc, dexp, wd[g]);
-          if (k.grad) (p.a ? ac * e : e).store_aligned(e_out + c * R + g * W);
+      // the class loop, compiled once per combination of the options it branches on (a plain term
+      // must not pay for a, b or label smoothing: at C = 2 this loop is most of the row's work)
+      auto sweep = [&](auto has_a, auto has_b, auto smooth, auto grad) {
+        for (Index c = 0; c < C; ++c) {
+          const B ac = has_a ? B(p.a[c]) : one;
+          const B bc = has_b ? B(p.b[c]) : zero;
+          const B wc = smooth && p.w ? B(p.w[c]) : one;
+          for (Index g = 0; g < G; ++g) {
+            const M is_y = yv[g] == B(T(c));
+            const B v = B::load_aligned(tile + c * R + g * W);
+            B dexp = s * (((has_a ? ac * v : v) - ax_ref[g]) + (delta[g] - xsimd::select(is_y, my[g], zero)));
+            if (has_b) dexp += bc - b_ref[g];
+            const B e = simd::fast_exp(dexp);
+            const M is_zero = dexp == zero;
+            sum[g] += xsimd::select(!is_y && !is_zero, e, zero);
+            zeros[g] += xsimd::select(!is_y && is_zero, one, zero);
+            e_y[g] = xsimd::select(is_y, e, e_y[g]);
+            if (smooth) wd[g] = xsimd::fma(wc, dexp, wd[g]);
+            if (grad) (has_a ? ac * e : e).store_aligned(e_out + c * R + g * W);
+          }
         }
+      };
+      using yes = std::true_type;
+      using no = std::false_type;
+      const bool grad = k.grad != nullptr;
+      if (!p.a && !p.b && p.smooth == T(0)) {
+        if (grad) sweep(no(), no(), no(), yes());
+        else sweep(no(), no(), no(), no());
+      } else {  // the family's terms: one instantiation with run-time flags
+        sweep(p.a != nullptr, p.b != nullptr, p.smooth != T(0), grad);
       }
       for (Index g = 0; g < G; ++g) {
         const B ey = xsimd::select(y_ref[g], one, e_y[g]);
-        B dy = s * ((ay[g] * xy[g] - ax_k[g]) - my[g]);
+        B dy = s * (((p.a ? ay[g] * xy[g] : xy[g]) - ax_k[g]) - my[g]);
         if (p.b) dy += simd::lanes_from<T>([&](Index j) { return ylane[g * W + j] >= 0 ? p.b[ylane[g * W + j]] : T(0); }) - b_k[g];
         dy = xsimd::select(y_ref[g], zero, dy);
         // others = sum over c != y of exp(z_c - z_k) (>= 1 unless the target is the reference)
@@ -217,9 +231,15 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
         }
         row_value[g] += B(k.term_weights ? k.term_weights[t] : T(1)) * xsimd::select(counted[g], value, zero);
         const B coef = gw[g] * derivative * s;
-        const B mass(p.smooth_mass);
-        kk[t][g] = (coef + mass) * inv;
-        gy_total[g] += ay[g] * (coef * (((ey - one) - rest) * inv) + mass * (ey * inv) - B(p.smooth_grad) * wy[g]);
+        B gy = coef * (((ey - one) - rest) * inv);
+        if (p.smooth != T(0)) {  // label smoothing: (eps / C) s a_c (W softmax_c - w_c)
+          const B mass(p.smooth_mass);
+          kk[t][g] = (coef + mass) * inv;
+          gy += mass * (ey * inv) - B(p.smooth_grad) * wy[g];
+        } else {
+          kk[t][g] = coef * inv;
+        }
+        gy_total[g] += p.a ? ay[g] * gy : gy;
       }
     }
     if (k.row_values) {

@@ -42,8 +42,12 @@ struct SigmoidBuffers {
   Layout lv;
 };
 
-/// How the elements are cut into lines (see the header comment).
-enum class LineMode { rows, samples, pixels, scalar };
+/// How the elements are cut into lines (see the header comment). `flat`: every buffer is the
+/// same dense row-major N x C block, swept as one run of N C elements in chunks of kFlatChunk
+/// (short rows, C < 16, would otherwise leave the vectors mostly empty).
+enum class LineMode { flat, rows, samples, pixels, scalar };
+
+constexpr Index kFlatChunk = Index(1) << 14;
 
 template <class T>
 LineMode line_mode(const SigmoidBuffers<T>& b) {
@@ -55,6 +59,10 @@ LineMode line_mode(const SigmoidBuffers<T>& b) {
     samples &= l->sample_stride == 1 || l->samples == 1;
     pixels &= l->inner_stride == 1;
   }
+  bool flat = true;
+  for (const Layout* l : ls)
+    if (l) flat &= l->inner == 1 && l->class_stride == 1 && l->sample_stride == l->classes;
+  if (flat) return LineMode::flat;
   if (rows && b.lx.classes > 1) return LineMode::rows;
   if (samples) return LineMode::samples;
   if (pixels) return LineMode::pixels;
@@ -66,6 +74,7 @@ template <class T>
 void line_shape(const SigmoidBuffers<T>& b, LineMode mode, Index& lines, Index& length) {
   const Layout& l = b.lx;
   switch (mode) {
+    case LineMode::flat: lines = (l.rows() * l.classes + kFlatChunk - 1) / kFlatChunk, length = kFlatChunk; return;
     case LineMode::rows: lines = l.rows(), length = l.classes; return;
     case LineMode::samples: lines = l.classes, length = l.samples; return;
     case LineMode::pixels: lines = l.samples * l.classes, length = l.inner; return;
@@ -77,6 +86,7 @@ void line_shape(const SigmoidBuffers<T>& b, LineMode mode, Index& lines, Index& 
 /// line whose elements share one (-1 for LineMode::rows and scalar: one class per element).
 inline Index line_offset(const Layout& l, LineMode mode, Index j, Index& cls) {
   switch (mode) {
+    case LineMode::flat: cls = -1; return j * kFlatChunk;
     case LineMode::samples: cls = j; return j * l.class_stride;
     case LineMode::pixels: cls = j % l.classes; return (j / l.classes) * l.sample_stride + cls * l.class_stride;
     default: cls = -1; return l.row_offset(j);
@@ -98,8 +108,9 @@ Accum sigmoid_line(const SigmoidParams<T>& p, const T* x, const T* t, T* g, T* v
     constexpr Index W = simd::width<T>();
     const B one(T(1)), zero(T(0)), gamma(p.gamma), gs(p.grad_scale);
     const bool has_alpha = p.alpha >= T(0);
-    const B alpha(p.alpha);
-    alignas(64) Accum lanes[W] = {};
+    const B alpha_slope(T(2) * p.alpha - T(1)), alpha_base(T(1) - p.alpha);
+    B vsum(T(0));
+    int pending = 0;
     for (; j + W <= n; j += W) {
       const B xv = B::load_unaligned(x + j), tv = B::load_unaligned(t + j);
       const B e = simd::fast_exp(-xsimd::abs(xv));
@@ -107,19 +118,31 @@ Accum sigmoid_line(const SigmoidParams<T>& p, const T* x, const T* t, T* g, T* v
       const auto pos = xv >= zero;
       const B pr = xsimd::select(pos, inv, e * inv);
       const B pc = xsimd::select(pos, e * inv, inv);
-      const B ce = xsimd::select(pos, xv * (one - tv), -xv * tv) + xsimd::log1p(e);
-      const B q = xsimd::fma(pr, one - tv, pc * tv);
-      const B mod = p.gamma == T(0) ? one : simd::modulation(q, p.gamma);
+      const B omt = one - tv;
+      const B ce = xsimd::select(pos, xv * omt, -xv * tv) + simd::log1p_unit(e, inv);
+      const B q = xsimd::fma(pr, omt, pc * tv);
+      // q^gamma; for gamma >= 1 as q^(gamma - 1) q, so that the gradient's q^gamma / q needs no
+      // division (below 1, q^(gamma - 1) is unbounded: divide by q where it is > 0)
+      const bool split = p.gamma >= T(1);
+      const B mod1 = !split || p.gamma == T(1) ? one : simd::modulation(q, p.gamma - T(1));
+      const B mod = p.gamma == T(0) ? one : split ? mod1 * q : simd::modulation(q, p.gamma);
       B scale = w ? B::load_unaligned(w + j) : B(wc);
-      if (has_alpha) scale *= xsimd::fma(alpha, tv, (one - alpha) * (one - tv));
+      if (has_alpha) scale *= xsimd::fma(alpha_slope, tv, alpha_base);  // alpha t + (1 - alpha)(1 - t)
       const B val = scale * (mod * ce);
       if (v) val.store_unaligned(v + j);
-      alignas(64) T vals[W];
-      val.store_aligned(vals);
-      for (Index k = 0; k < W; ++k) lanes[k] += Accum(vals[k]);
+      // values are >= 0: W partial sums of at most 16 vectors each in T (relative error below
+      // 16 eps), then added in double
+      vsum += val;
+      if (++pending == 16) {
+        total += Accum(xsimd::hadd(vsum));
+        vsum = B(T(0));
+        pending = 0;
+      }
       if (g) {
-        B grad = mod * (pr * (one - tv) - pc * tv);
-        if (p.gamma != T(0)) {
+        B grad = mod * xsimd::fms(pr, omt, pc * tv);
+        if (split) {
+          grad = xsimd::fma(gamma * ce * mod1, pr * pc * (one - (tv + tv)), grad);
+        } else if (p.gamma != T(0)) {
           const auto positive = q > zero;
           const B ratio = xsimd::select(positive, pr * pc * (one - (tv + tv)) / xsimd::select(positive, q, one), zero);
           grad = xsimd::fma(gamma * ce * mod, ratio, grad);
@@ -127,7 +150,7 @@ Accum sigmoid_line(const SigmoidParams<T>& p, const T* x, const T* t, T* g, T* v
         (gs * (scale * grad)).store_unaligned(g + j);
       }
     }
-    for (Index k = 0; k < W; ++k) total += lanes[k];
+    total += Accum(xsimd::hadd(vsum));
   }
   for (; j < n; ++j) {
     const math::SigmoidFocal<T> r = math::sigmoid_focal(x[j * sx], t[j * st], p.alpha, p.gamma, w ? w[j] : wc);
@@ -139,12 +162,21 @@ Accum sigmoid_line(const SigmoidParams<T>& p, const T* x, const T* t, T* g, T* v
 }
 
 /// Lines [begin, end): their value sum (times value_scale).
+/// `wtile`: for LineMode::flat with class weights, w repeated to kFlatChunk + C entries (the
+/// weights of a chunk starting at class k are wtile + k).
 template <class T>
 Accum sigmoid_lines(const SigmoidParams<T>& p, const SigmoidBuffers<T>& b, LineMode mode, Index begin, Index end,
-                    Index length, bool force_scalar) {
+                    Index length, bool force_scalar, const T* wtile) {
   Accum sum = 0;
   const bool simd_ok = mode != LineMode::scalar && !force_scalar;
+  const Index total = b.lx.rows() * b.lx.classes, C = b.lx.classes;
   for (Index j = begin; j < end; ++j) {
+    if (mode == LineMode::flat) {
+      const Index start = j * kFlatChunk, n = std::min(kFlatChunk, total - start);
+      sum += sigmoid_line(p, b.x + start, b.t + start, b.g ? b.g + start : nullptr, b.v ? b.v + start : nullptr, n,
+                          p.w ? wtile + start % C : nullptr, T(1), simd_ok, 1, 1, 1, 1);
+      continue;
+    }
     Index cls = -1;
     const Index ox = line_offset(b.lx, mode, j, cls);
     const Index ot = line_offset(b.lt, mode, j, cls);
@@ -158,10 +190,44 @@ Accum sigmoid_lines(const SigmoidParams<T>& p, const SigmoidBuffers<T>& b, LineM
   return sum * p.value_scale;
 }
 
-/// The first logit that is not finite or target outside [0, 1] (row-major order), as a Status.
+/// True if the n elements at x (step sx) are finite and those at t (step st) in [0, 1].
 template <class T>
-Status check_sigmoid_inputs(const SigmoidBuffers<T>& b) {
+bool sigmoid_inputs_ok(const T* x, const T* t, Index n, Index sx, Index st) {
+  Index j = 0;
+  bool ok = true;
+  if (sx == 1 && st == 1) {
+    using B = simd::batch<T>;
+    constexpr Index W = simd::width<T>();
+    const B big(std::numeric_limits<T>::max()), zero(T(0)), one(T(1));
+    auto good = zero <= one;  // all true
+    for (; j + W <= n; j += W) {
+      const B xv = B::load_unaligned(x + j), tv = B::load_unaligned(t + j);
+      good = good && (xsimd::abs(xv) <= big) && (tv >= zero) && (tv <= one);  // NaN fails every compare
+    }
+    ok = xsimd::all(good);
+  }
+  for (; j < n; ++j) ok &= std::abs(x[j * sx]) <= std::numeric_limits<T>::max() && t[j * st] >= T(0) && t[j * st] <= T(1);
+  return ok;
+}
+
+/// The first logit that is not finite or target outside [0, 1] (row-major order), as a Status.
+/// Swept line by line with SIMD first; only a failing batch is scanned element by element.
+template <class T>
+Status check_sigmoid_inputs(const SigmoidBuffers<T>& b, LineMode mode, Index lines, Index length) {
   const Layout &lx = b.lx, &lt = b.lt;
+  bool all_ok = true;
+  const Index total = lx.rows() * lx.classes;
+  for (Index j = 0; j < lines && all_ok; ++j) {
+    Index cls = -1;
+    if (mode == LineMode::flat) {
+      const Index start = j * kFlatChunk;
+      all_ok = sigmoid_inputs_ok(b.x + start, b.t + start, std::min(kFlatChunk, total - start), 1, 1);
+    } else {
+      all_ok = sigmoid_inputs_ok(b.x + line_offset(lx, mode, j, cls), b.t + line_offset(lt, mode, j, cls), length,
+                                 line_step(lx, mode), line_step(lt, mode));
+    }
+  }
+  if (all_ok) return {};
   const Index rows = lx.rows(), C = lx.classes;
   for (Index i = 0; i < rows; ++i) {
     const T* x = b.x + lx.row_offset(i);
@@ -235,19 +301,23 @@ template <class T>
 Status evaluate_sigmoid(const SigmoidParams<T>& p, const SigmoidBuffers<T>& b, Index classes, int threads,
                         bool force_scalar, Accum& sum) {
   if (Status s = check_sigmoid_buffers(b, classes); !s) return s;
-  if (Status s = check_sigmoid_inputs(b); !s) return s;
   sum = 0;
   const LineMode mode = line_mode(b);
   Index lines = 0, length = 0;
   line_shape(b, mode, lines, length);
   if (lines == 0 || length == 0) return {};
+  if (Status s = check_sigmoid_inputs(b, mode, lines, length); !s) return s;
   const Index per_block = std::max<Index>(1, (Index(1) << 14) / length);
   const Index blocks = (lines + per_block - 1) / per_block;
   AlignedBuffer<Accum> block_sums(blocks);
-  if (!block_sums.ok()) return Status::error(message("cannot allocate the block sums"));
+  const Index C = b.lx.classes;
+  AlignedBuffer<T> wtile(mode == LineMode::flat && p.w ? kFlatChunk + C : 0);
+  if (!block_sums.ok() || !wtile.ok()) return Status::error(message("cannot allocate the block sums"));
+  if (mode == LineMode::flat && p.w)
+    for (Index i = 0; i < kFlatChunk + C; ++i) wtile.data()[i] = p.w[i % C];
   auto run = [&](Index k) {
     const Index begin = k * per_block, end = std::min(lines, begin + per_block);
-    block_sums.data()[k] = sigmoid_lines(p, b, mode, begin, end, length, force_scalar);
+    block_sums.data()[k] = sigmoid_lines(p, b, mode, begin, end, length, force_scalar, wtile.data());
   };
 #if defined(_OPENMP)
   int team = 1;
