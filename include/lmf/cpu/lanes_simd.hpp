@@ -231,15 +231,16 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
         }
         row_value[g] += B(k.term_weights ? k.term_weights[t] : T(1)) * xsimd::select(counted[g], value, zero);
         const B coef = gw[g] * derivative * s;
-        B gy = coef * (((ey - one) - rest) * inv);
-        if (p.smooth != T(0)) {  // label smoothing: (eps / C) s a_c (W softmax_c - w_c)
+        const B target = ((ey - one) - rest) * inv;  // softmax_y - 1, exact in the confident limit
+        if (p.smooth == T(0) && !p.a) {
+          kk[t][g] = coef * inv;
+          gy_total[g] = xsimd::fma(coef, target, gy_total[g]);
+        } else {  // label smoothing: (eps / C) s a_c (W softmax_c - w_c); multipliers a_y
           const B mass(p.smooth_mass);
           kk[t][g] = (coef + mass) * inv;
-          gy += mass * (ey * inv) - B(p.smooth_grad) * wy[g];
-        } else {
-          kk[t][g] = coef * inv;
+          const B gy = coef * target + (mass * (ey * inv) - B(p.smooth_grad) * wy[g]);
+          gy_total[g] = xsimd::fma(p.a ? ay[g] : one, gy, gy_total[g]);
         }
-        gy_total[g] += p.a ? ay[g] * gy : gy;
       }
     }
     if (k.row_values) {
