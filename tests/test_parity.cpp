@@ -56,8 +56,19 @@ void check_case(const GoldenCase& c, double& worst_value, double& worst_grad) {
     // the value-only path gives the same value
     REQUIRE(loss.value(x, y) == Approx(v(0)).epsilon(parity_tol<T>()));
   }
+  // PyTorch's l = -log_softmax(z)_y and its softmax - 1 carry absolute errors ~eps * max|z|
+  // (z = s x + b): in double, where the reference limits, every floor below grows with max|z| / 4
+  // above 4, so that a tiny l or gradient entry (a confident row) is compared to the reference's
+  // own accuracy, not beyond it
+  double zmax = 0;
+  for (const lmf::Term<T>& t : loss.spec().terms) {
+    const double amax = t.a.size() ? double(t.a.cwiseAbs().maxCoeff()) : 1.0;
+    const double bmax = t.b.size() ? double(t.b.cwiseAbs().maxCoeff()) : 0.0;
+    zmax = std::max(zmax, double(t.s) * amax * double(x.cwiseAbs().maxCoeff() + 1) + bmax);
+  }
+  const double zfactor = sizeof(T) == 8 ? std::max(1.0, zmax / 4) : 1.0;
   const double scale = gradient_scale(loss, y);
-  const double floor = 1e-3 * scale;
+  const double floor = 1e-3 * scale * zfactor;
   const double ev = rel_error(v, v_ref, floor), eg = rel_error(g, g_ref, floor);
   // Elementwise: every entry relative to itself, down to a floor. In float the reference (float64)
   // is far more accurate than lmf, so the floor is kElementFloor of the scale; in double it is the
@@ -65,14 +76,8 @@ void check_case(const GoldenCase& c, double& worst_value, double& worst_grad) {
   // ~eps * scale on every entry (a confident row's l ~ 1e-9 has only ~7 right digits there), so
   // entries are compared relatively down to 1e-3 of the scale, absolutely below.
   const double elem_floor = std::max(sizeof(T) == 4 ? kElementFloor : 1e-3, element_floor(loss, c.c));
-  const double eg_elem = elementwise_error(g, g_ref, elem_floor * scale);
-  // (PyTorch's l = -log_softmax(z)_y has an absolute error ~eps * max|z| (z = s x): in double the
-  // value's floor grows with max|z| / 4 above 4, so that a tiny l (a confident row) is compared to
-  // the reference's own accuracy, not beyond it)
-  double zmax = 0;
-  for (const lmf::Term<T>& t : loss.spec().terms) zmax = std::max(zmax, double(t.s) * double(x.cwiseAbs().maxCoeff() + 1));
-  const double v_floor = elem_floor * std::max(1.0, v_ref.cwiseAbs().maxCoeff()) *
-                         (sizeof(T) == 8 ? std::max(1.0, zmax / 4) : 1.0);
+  const double eg_elem = elementwise_error(g, g_ref, elem_floor * scale * zfactor);
+  const double v_floor = elem_floor * std::max(1.0, v_ref.cwiseAbs().maxCoeff()) * zfactor;
   const double ev_elem = elementwise_error(v, v_ref, v_floor);
   worst_value = std::max({worst_value, ev, ev_elem});
   worst_grad = std::max({worst_grad, eg, eg_elem});

@@ -154,7 +154,8 @@ class FocalLoss : public Loss<T> {
 
   /// The focal loss of most focal-loss repositories (github AdeelH/pytorch-multi-class-focal-loss,
   /// which the official LMF code loads; kornia): L_i = alpha_y (1 - p_t)^gamma (-log p_t), mean
-  /// over the counted rows (not over sum alpha_y). `alpha` empty: unweighted.
+  /// over the counted rows (not over sum alpha_y). `alpha` empty: unweighted. gamma defaults to 2
+  /// (Lin et al., kornia; AdeelH's class defaults to 0, the official LMF code passes 1.5).
   template <class D>
   static FocalLoss repo_code(const Eigen::MatrixBase<D>& alpha, T gamma = T(2), Reduction reduction = Reduction::mean,
                              std::int64_t ignore_index = -100) {
@@ -172,7 +173,7 @@ class FocalLoss : public Loss<T> {
   /// p = exp(-ce_i), loss = mean_i (1 - p)^gamma ce_i — the class weight inside the modulation,
   /// and the mean over every row (rows with ignore_index count as 0, as in that code). Its CIFAR
   /// script uses gamma 1 with DRW weights. `class_weights` empty: unweighted (plain focal, mean
-  /// over rows).
+  /// over every row, ignored ones included).
   template <class D>
   static FocalLoss ldam_drw_code(const Eigen::MatrixBase<D>& class_weights, T gamma = T(1),
                                  std::int64_t ignore_index = -100) {

@@ -194,6 +194,20 @@ void plan_terms(const LossSpec<T>& spec, Index classes, Reduction reduction, con
   }
 }
 
+/// The plan's scales as T numbers the kernels can use: label smoothing's factors (eps / C) s W / D
+/// and (eps / C) s / D are not bounded by the weighted-mean argument (W / D can exceed 1 without
+/// bound when the class weights span more than T's range), so an overflow is an error here,
+/// before anything is written, rather than inf - inf in the gradient.
+template <class T>
+Status check_params(const LossSpec<T>& spec, const std::array<TermParams<T>, kMaxTerms>& params) {
+  for (std::size_t t = 0; t < spec.terms.size(); ++t)
+    if (!std::isfinite(params[t].smooth_mass) || !std::isfinite(params[t].smooth_grad))
+      return Status::error(message("term ", t, ": label smoothing's gradient factors (eps / C) s sum_c w_c / D overflow "
+                                   "the logits' type (class weights spanning more than its range; D = the sum of "
+                                   "the counted rows' weights)"));
+  return {};
+}
+
 /// The value from the kernels' per-term sums (each already divided by its denominator):
 /// sum_t weight_t * sums_t. A batch-mean term's value is phi(M); with totals from other shards,
 /// this shard's part of it, phi(M) * (its share of S), so that the shards' values add up.

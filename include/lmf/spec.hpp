@@ -186,10 +186,13 @@ void validate(LossSpec<T>& spec) {
     LMF_CHECK_ARG(std::isfinite(term.label_smoothing) && term.label_smoothing >= T(0) && term.label_smoothing <= T(1),
                   "term ", t, ": label_smoothing is ", term.label_smoothing, " (must be in [0, 1])");
     LMF_CHECK_ARG(term.label_smoothing == T(0) || (term.gamma == T(0) && term.focus_on == FocusOn::row), "term ", t,
-                  ": label_smoothing is defined for cross-entropy terms (gamma 0, focus on the row) only; this "
-                  "term has gamma ",
-                  term.gamma, term.focus_on == FocusOn::row ? "" : " and a batch-level focus");
-    LMF_CHECK_ARG(term.focus_on == FocusOn::row || spec.reduction == Reduction::mean, "term ", t,
+                  ": label_smoothing is defined for cross-entropy terms (gamma 0, FocusOn::row) only; this term has "
+                  "gamma ",
+                  term.gamma,
+                  term.focus_on == FocusOn::batch_mean     ? " and FocusOn::batch_mean"
+                  : term.focus_on == FocusOn::weighted_row ? " and FocusOn::weighted_row"
+                                                           : "");
+    LMF_CHECK_ARG(term.focus_on != FocusOn::batch_mean || spec.reduction == Reduction::mean, "term ", t,
                   ": focus on the batch mean (seed-code convention) needs reduction mean, got ",
                   to_string(spec.reduction));
     // named losses have one set of class weights for all terms: no "term t" in their messages

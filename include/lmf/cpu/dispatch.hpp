@@ -141,6 +141,7 @@ Status evaluate(const LossSpec<T>& spec, Reduction reduction, const T* x, const 
   std::array<TermParams<T>, kMaxTerms> params{};
   std::array<T, kMaxTerms> weights{};
   plan_terms(spec, lx.classes, reduction, totals, options.grad_scale, params, weights, own_means ? &means : nullptr);
+  if (Status s = check_params(spec, params); !s) return s;
   KernelArgs<T, L> k = kernel_args(spec, x, lx, labels, label_stride, params.data(), weights.data(), limit);
   k.grad = out.grad;
   k.lg = out.lg;

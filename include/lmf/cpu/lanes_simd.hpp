@@ -201,9 +201,26 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
         const B inv = one / (one + rest);
         const B l = xsimd::max(xsimd::log1p(rest) - dy, zero);
         B phi, derivative;
+        bool inside_in_double = false;  // w_y l overflowed T in some lane: phi(w_y l) in double
+        alignas(64) Accum inside[W];
         if (p.weight_inside) {  // LDAM-DRW's focal: phi(w_y l), p = exp(-w_y l)
           const B u = wy[g] * l;
-          simd::focus(u, simd::one_minus_exp_neg(u), simd::fast_exp(-u), p.gamma, phi, derivative);
+          if (xsimd::all(u <= B(std::numeric_limits<T>::max()))) {
+            simd::focus(u, simd::one_minus_exp_neg(u), simd::fast_exp(-u), p.gamma, phi, derivative);
+          } else {
+            inside_in_double = true;
+            alignas(64) T ws[W], ls[W], ph[W], de[W];
+            wy[g].store_aligned(ws);
+            l.store_aligned(ls);
+            for (Index j = 0; j < W; ++j) {
+              const math::Focus<Accum> fi = math::focus(Accum(ws[j]) * Accum(ls[j]), Accum(p.gamma));
+              inside[j] = fi.value;
+              ph[j] = static_cast<T>(fi.value);
+              de[j] = static_cast<T>(fi.derivative);
+            }
+            phi = B::load_aligned(ph);
+            derivative = B::load_aligned(de);
+          }
         } else {
           // p_t = e_y / (1 + rest), 1 - p_t = others / (1 + rest): no cancellation, no expm1
           simd::focus(l, others * inv, ey * inv, p.gamma, phi, derivative);
@@ -214,7 +231,8 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
           value = phi;
           phi.store_aligned(phis);
           for (Index j = 0; j < W; ++j)
-            if (ylane[g * W + j] >= 0) lane_sums[t][g * W + j] += (p.weight_scale * p.value_scale) * Accum(phis[j]);
+            if (ylane[g * W + j] >= 0)
+              lane_sums[t][g * W + j] += (p.weight_scale * p.value_scale) * (inside_in_double ? inside[j] : Accum(phis[j]));
         } else if (p.smooth != T(0)) {
           const B q = B(p.w_sum) * xsimd::log1p(rest) - wd[g];  // sum_c w_c (logsumexp(z) - z_c)
           value = B(p.one_minus_eps) * wy[g] * l + B(p.smooth) * q;

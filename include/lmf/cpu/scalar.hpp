@@ -65,12 +65,21 @@ bool scalar_rows(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums)
       const T dy = y == top ? T(0) : math::adjusted_difference(ax(y), ax_k, my, m_k, offset(y), b_k, p.s);
       const T l = math::cross_entropy_from(dy, rest);
       const T wy = p.w ? p.w[y] : T(1);
-      // FocusOn::weighted_row: phi(w_y l), its derivative times w_y (below, through coef)
-      const math::Focus<T> f = math::focus(p.weight_inside ? wy * l : l, p.gamma);
+      // FocusOn::weighted_row: phi(w_y l) in double (w_y l may overflow T), its derivative times
+      // w_y (below, through coef)
+      math::Focus<T> f;
+      Accum inside = 0;
+      if (p.weight_inside) {
+        const math::Focus<Accum> fi = math::focus(Accum(wy) * Accum(l), Accum(p.gamma));
+        f = {static_cast<T>(fi.value), static_cast<T>(fi.derivative)};
+        inside = fi.value;
+      } else {
+        f = math::focus(l, p.gamma);
+      }
       T value;  // this row's value of the term
       if (p.weight_inside) {
         value = f.value;
-        sums[t] += (p.weight_scale * p.value_scale) * Accum(f.value);
+        sums[t] += (p.weight_scale * p.value_scale) * inside;
       } else if (p.smooth != T(0)) {  // (gamma 0: phi(l) = l)
         const T q = p.w_sum * std::log1p(rest) - wd;  // sum_c w_c (logsumexp(z) - z_c) >= 0
         value = p.one_minus_eps * wy * l + p.smooth * q;

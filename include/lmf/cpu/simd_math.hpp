@@ -140,6 +140,7 @@ template <class T>
 batch<T> modulation(const batch<T>& one_minus_p, T gamma) {
   if (gamma == T(1)) return one_minus_p;
   if (gamma == T(2)) return one_minus_p * one_minus_p;
+  if (gamma == T(0.5)) return xsimd::sqrt(one_minus_p);
   if (gamma == T(1.5)) return one_minus_p * xsimd::sqrt(one_minus_p);
   if (gamma == T(3)) return one_minus_p * one_minus_p * one_minus_p;
   // exp(gamma log(1 - p)), as xsimd::pow computes it, but through fast_exp: xsimd 8.1's exp
