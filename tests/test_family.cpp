@@ -58,7 +58,11 @@ TEST_CASE("family: options are checked with clear messages", "[family][errors]")
   CHECK_THROWS_WITH(lmf::VSLoss<float>(n, vo), Catch::Contains("VSLoss: gamma is -1"));
   Eigen::VectorXi bad(3);
   bad << 10, 0, 1;
-  CHECK_THROWS_WITH(lmf::BalancedSoftmaxLoss<float>(bad), Catch::Contains("class 1 has count 0"));
+  CHECK_THROWS_WITH(lmf::BalancedSoftmaxLoss<float>(bad), Catch::Contains("BalancedSoftmaxLoss: class 1 has count 0"));
+  CHECK_THROWS_WITH(lmf::LogitAdjustedLoss<float>(bad), Catch::Contains("LogitAdjustedLoss: class 1 has count 0"));
+  CHECK_THROWS_WITH(lmf::VSLoss<float>(bad), Catch::Contains("VSLoss: class 1 has count 0"));
+  CHECK_THROWS_WITH(lmf::posthoc_logit_adjustment(Mat<float>(2, 3), bad),
+                    Catch::Contains("posthoc_logit_adjustment: class 1 has count 0"));
   // label smoothing on a focal term is undefined: the generic spec says so
   lmf::LossSpec<float> spec;
   lmf::Term<float> t;

@@ -121,6 +121,7 @@ template <class Derived, class DerivedCounts>
 Eigen::Matrix<typename Derived::Scalar, Eigen::Dynamic, Eigen::Dynamic> posthoc_logit_adjustment(
     const Eigen::MatrixBase<Derived>& logits, const Eigen::MatrixBase<DerivedCounts>& counts, double tau = 1.0) {
   using T = typename Derived::Scalar;
+  detail::checked_counts<double>(counts, "posthoc_logit_adjustment");  // (names this function in the message)
   const Vector<T> b = logit_adjustments<T>(counts, tau);
   LMF_CHECK_ARG(logits.cols() == b.size(), "posthoc_logit_adjustment: logits have ", logits.cols(),
                 " columns but there are ", b.size(), " class counts");

@@ -333,6 +333,7 @@ class LogitAdjustedLoss : public Loss<T> {
   template <class D>
   static LossSpec<T> make(const Eigen::MatrixBase<D>& counts, const Options& o) {
     detail::check_tau(o.tau, "LogitAdjustedLoss: ");
+    detail::checked_counts<double>(counts, "LogitAdjustedLoss");  // (names this loss in the message)
     LossSpec<T> spec = detail::softmax_spec<T>(o, "LogitAdjustedLoss: ");
     spec.terms[0].b = logit_adjustments<T>(counts, double(o.tau));
     return spec;
