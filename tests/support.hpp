@@ -409,6 +409,20 @@ struct Golden {
   std::vector<GoldenSigmoid> sigmoid;
 };
 
+/// "values n v_1 .. v_n" (n given in the file), each read exactly with strtod.
+inline void read_values(std::istream& in, const std::string& name, std::vector<double>& out) {
+  std::string k;
+  std::size_t n = 0;
+  in >> k >> n;
+  if (k != "values") throw std::runtime_error("golden: expected values in " + name);
+  out.resize(n);
+  for (auto& v : out) {
+    std::string tok;
+    in >> tok;
+    v = std::strtod(tok.c_str(), nullptr);
+  }
+}
+
 template <class V>
 void read_list(std::istream& in, const char* key, std::size_t n, V& out) {
   std::string k;
@@ -448,16 +462,7 @@ inline Golden read_golden(const std::string& path) {
       if (has_weights) read_list(in, "weights", std::size_t(c.c), c.weights);
       read_list(in, "labels", std::size_t(c.n), c.labels);
       read_list(in, "logits", std::size_t(c.n * c.c), c.logits);
-      std::string k;
-      std::size_t nv = 0;
-      in >> k >> nv;
-      if (k != "values") throw std::runtime_error("golden: expected values in " + c.name);
-      c.values.resize(nv);
-      for (auto& v : c.values) {
-        std::string tok;
-        in >> tok;
-        v = std::strtod(tok.c_str(), nullptr);
-      }
+      read_values(in, c.name, c.values);
       read_list(in, "grad", std::size_t(c.n * c.c), c.grad);
       g.cases.push_back(std::move(c));
     } else if (key == "stats") {
@@ -475,16 +480,7 @@ inline Golden read_golden(const std::string& path) {
       if (has_weights) read_list(in, "weights", std::size_t(c.c), c.weights);
       read_list(in, "logits", std::size_t(c.n * c.c), c.logits);
       read_list(in, "targets", std::size_t(c.n * c.c), c.targets);
-      std::string k;
-      std::size_t nv = 0;
-      in >> k >> nv;
-      if (k != "values") throw std::runtime_error("golden: expected values in " + c.name);
-      c.values.resize(nv);
-      for (auto& v : c.values) {
-        std::string tok;
-        in >> tok;
-        v = std::strtod(tok.c_str(), nullptr);
-      }
+      read_values(in, c.name, c.values);
       read_list(in, "grad", std::size_t(c.n * c.c), c.grad);
       g.sigmoid.push_back(std::move(c));
     } else {

@@ -38,35 +38,10 @@ template <class T>
 RowTerm<T> finish_row(const TermParams<T>& p, T wy, T rest, T others, T dy, T e_y, T wd) {
   const T l = math::cross_entropy_from(dy, rest);
   const T inv = T(1) / (T(1) + rest);
-  // p_t = e_y / (1 + rest), 1 - p_t = others / (1 + rest): neither from the other. With the
-  // weight inside (LDAM-DRW's focal), p = exp(-w_y l) and 1 - p = -expm1(-w_y l).
-  // (w_y l may overflow T: phi(w_y l) in double)
-  math::Focus<T> f;
-  Accum inside = 0;
-  if (p.weight_inside) {
-    const math::Focus<Accum> fi = math::focus(Accum(wy) * Accum(l), Accum(p.gamma));
-    f = {static_cast<T>(fi.value), static_cast<T>(fi.derivative)};
-    inside = fi.value;
-  } else {
-    f = math::focus(l, others * inv, e_y * inv, p.gamma);
-  }
-  const Accum w = Accum(wy) * p.weight_scale;
-  T value;
-  Accum contribution;
-  if (p.weight_inside) {
-    value = f.value;
-    contribution = (p.weight_scale * p.value_scale) * inside;
-  } else if (p.smooth != T(0)) {  // (gamma 0: phi(l) = l)
-    const T q = p.w_sum * std::log1p(rest) - wd;  // sum_c w_c (logsumexp(z) - z_c) >= 0
-    value = p.one_minus_eps * wy * l + p.smooth * q;
-    contribution = (Accum(p.one_minus_eps) * Accum(wy) * Accum(l) + Accum(p.smooth) * Accum(q)) * p.weight_scale *
-                   p.value_scale;
-  } else {
-    value = wy * f.value;
-    contribution = (w * p.value_scale) * Accum(f.value);
-  }
-  const T coef = static_cast<T>(w * p.grad_scale * Accum(p.one_minus_eps)) * f.derivative * p.s;
-  return {value, contribution, (coef + p.smooth_mass) * inv,
+  // p_t = e_y / (1 + rest), 1 - p_t = others / (1 + rest): neither from the other
+  const TermRow<T> r = term_row(p, wy, l, rest, wd, [&] { return math::focus(l, others * inv, e_y * inv, p.gamma); });
+  const T coef = r.coef;
+  return {r.value, r.contribution, (coef + p.smooth_mass) * inv,
           coef * math::softmax_minus_onehot(e_y, true, rest, inv) + p.smooth_mass * (e_y * inv) - p.smooth_grad * wy};
 }
 

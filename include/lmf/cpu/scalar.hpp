@@ -65,33 +65,10 @@ bool scalar_rows(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums)
       const T dy = y == top ? T(0) : math::adjusted_difference(ax(y), ax_k, my, m_k, offset(y), b_k, p.s);
       const T l = math::cross_entropy_from(dy, rest);
       const T wy = p.w ? p.w[y] : T(1);
-      // FocusOn::weighted_row: phi(w_y l) in double (w_y l may overflow T), its derivative times
-      // w_y (below, through coef)
-      math::Focus<T> f;
-      Accum inside = 0;
-      if (p.weight_inside) {
-        const math::Focus<Accum> fi = math::focus(Accum(wy) * Accum(l), Accum(p.gamma));
-        f = {static_cast<T>(fi.value), static_cast<T>(fi.derivative)};
-        inside = fi.value;
-      } else {
-        f = math::focus(l, p.gamma);
-      }
-      T value;  // this row's value of the term
-      if (p.weight_inside) {
-        value = f.value;
-        sums[t] += (p.weight_scale * p.value_scale) * inside;
-      } else if (p.smooth != T(0)) {  // (gamma 0: phi(l) = l)
-        const T q = p.w_sum * std::log1p(rest) - wd;  // sum_c w_c (logsumexp(z) - z_c) >= 0
-        value = p.one_minus_eps * wy * l + p.smooth * q;
-        sums[t] += (Accum(p.one_minus_eps) * Accum(wy) * Accum(l) + Accum(p.smooth) * Accum(q)) * p.weight_scale *
-                   p.value_scale;
-      } else {
-        value = wy * f.value;
-        sums[t] += (Accum(wy) * p.weight_scale * p.value_scale) * Accum(f.value);
-      }
-      if (k.row_values) row_value += k.term_weights[t] * value;
-      const T coef = static_cast<T>(Accum(wy) * p.weight_scale * p.grad_scale * Accum(p.one_minus_eps)) *
-                     f.derivative * p.s;
+      const TermRow<T> r = term_row(p, wy, l, rest, wd, [&] { return math::focus(l, p.gamma); });
+      sums[t] += r.contribution;
+      if (k.row_values) row_value += k.term_weights[t] * r.value;
+      const T coef = r.coef;
       rt[t] = RowTerm{top, ax_k, m_k, b_k, rest, T(1) / (T(1) + rest), coef};
     }
     if (k.row_values) k.row_values[i * k.row_values_stride] = row_value;
