@@ -5,6 +5,7 @@
 #include "common.hpp"
 
 #include <cstring>
+#include <xmmintrin.h>
 
 using namespace lmf_bench;
 
@@ -59,6 +60,25 @@ void bm_lmf(benchmark::State& state, Which which, Index c, lmf::Kernel kernel, b
     benchmark::DoNotOptimize(v);
     benchmark::ClobberMemory();
   }
+  set_logits(state, b.n, c);
+}
+
+/// The subnormal check: LMF value_and_gradient on untrained or trained-network logits, with the
+/// caller's MXCSR as a program starts (no FTZ/DAZ) or with FTZ/DAZ set by the caller. lmf
+/// flushes subnormals inside its kernels (cpu/fp_env.hpp), so both should cost the same.
+template <class T>
+void bm_subnormals(benchmark::State& state, Index c, Logits kind, bool caller_ftz) {
+  Batch<T> b(c, kind);
+  lmf::Loss<T> loss = make<T>(Which::lmf_loss, c);
+  loss.set_threads(1);
+  const unsigned saved = _mm_getcsr();
+  _mm_setcsr(caller_ftz ? saved | 0x8040u : saved & ~0x8040u);
+  for (auto _ : state) {
+    T v = loss.value_and_gradient(b.x, b.y, b.g);
+    benchmark::DoNotOptimize(v);
+    benchmark::ClobberMemory();
+  }
+  _mm_setcsr(saved);
   set_logits(state, b.n, c);
 }
 
@@ -136,6 +156,13 @@ void register_all(const char* type, const std::vector<Index>& classes, bool ever
       benchmark::RegisterBenchmark(("lmf_fast/SigmoidFocal/value_and_gradient" + suffix).c_str(), bm_sigmoid<T>, c);
       benchmark::RegisterBenchmark(("lmf_fast_2threads/LMF/value_and_gradient" + suffix).c_str(), bm_lmf<T>,
                                    Which::lmf_loss, c, lmf::Kernel::automatic, true, 2);
+      if (c == 2 || c == 10 || c == 1000)
+        for (Logits kind : {Logits::untrained, Logits::trained})
+          for (bool ftz : {false, true}) {
+            const std::string op = std::string(kind == Logits::trained ? "trained" : "untrained") +
+                                   (ftz ? "_callerftz" : "_plain");
+            benchmark::RegisterBenchmark(("subnormals/LMF/" + op + suffix).c_str(), bm_subnormals<T>, c, kind, ftz);
+          }
     }
     benchmark::RegisterBenchmark(("memcpy_floor" + suffix).c_str(), bm_memcpy<T>, c);
   }
@@ -144,6 +171,10 @@ void register_all(const char* type, const std::vector<Index>& classes, bool ever
 }  // namespace
 
 int main(int argc, char** argv) {
+  // what this binary's kernels run on (bench/run.py prints it with each table)
+  benchmark::AddCustomContext("lmf_simd", xsimd::default_arch::name());
+  benchmark::AddCustomContext("lmf_flags", LMF_BENCH_FLAGS);
+  benchmark::AddCustomContext("lmf_flushes_subnormals", lmf::detail::flushes_subnormals() ? "yes" : "no");
   register_all<float>("float", float_classes(), true);
   register_all<double>("double", double_classes(), false);
   benchmark::Initialize(&argc, argv);

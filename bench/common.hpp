@@ -42,21 +42,31 @@ inline Eigen::VectorXi long_tail_counts(Index c) {
   return n;
 }
 
+/// The logits of a batch: N(0, 2) (the default of every table), N(0, 1) (an untrained network),
+/// or those of a trained network: wide spread and a dominant target (N(-4, 3), the target's
+/// N(8, 2)), where LDAM's s = 30 sends most exponentials below 1e-30 and the gradient's products
+/// with them would be subnormal.
+enum class Logits { normal2, untrained, trained };
+
 /// A fixed random batch: row-major N x C logits (PyTorch's layout) and labels.
 template <class T>
 struct Batch {
   MatR<T> x, g;
   Eigen::VectorXi y;
   Index n, c;
-  explicit Batch(Index classes) : n(rows_for(classes)), c(classes) {
+  explicit Batch(Index classes, Logits kind = Logits::normal2) : n(rows_for(classes)), c(classes) {
     std::mt19937_64 gen(42);
-    std::normal_distribution<double> d(0, 2);
+    const double mean = kind == Logits::trained ? -4 : 0;
+    const double sd = kind == Logits::normal2 ? 2 : kind == Logits::untrained ? 1 : 3;
+    std::normal_distribution<double> d(mean, sd), target(8, 2);
     std::uniform_int_distribution<int> u(0, int(c) - 1);
     x.resize(n, c);
     g.resize(n, c);
     y.resize(n);
     for (Index i = 0; i < x.size(); ++i) x.data()[i] = T(d(gen));
     for (Index i = 0; i < n; ++i) y(i) = u(gen);
+    if (kind == Logits::trained)
+      for (Index i = 0; i < n; ++i) x(i, y(i)) = T(target(gen));
   }
 };
 

@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """Runs lmf's benchmarks and prints ns/logit and the ratios against the peers, as Markdown.
 
-  bench/run.py BUILD_DIR [--min-time SECONDS] [--filter REGEX] [--json OUT]
+  bench/run.py BUILD_DIR [BUILD_DIR ...] [--min-time SECONDS] [--filter REGEX] [--json OUT]
 
-Runs BUILD_DIR/bench/bench_lmf (lmf fast path, lmf scalar kernel, naive Eigen, memcpy floor)
-and, when it was built, BUILD_DIR/bench/bench_torch (libtorch, one thread), all on the same
-batches: N * C ~ 4M logits, row-major. Every number is wall time per logit from the same run.
+Runs BUILD_DIR/bench/bench_lmf (lmf fast path, lmf scalar kernel, naive Eigen, memcpy floor,
+the subnormal check) of each build directory (scripts/bench.sh makes one per instruction set:
+-march=native, AVX2+FMA, default flags) and bench/bench_torch (libtorch, one thread) once, from
+the first build that has it, all on the same batches: N * C ~ 4M logits, row-major. Every number
+is wall time per logit from the same session; each build gets its own tables, with libtorch's
+numbers beside.
 """
 import argparse
 import json
@@ -67,20 +70,56 @@ def ratio(a, b):
     return "—" if a is None or b is None else f"{a / b:.1f}×"
 
 
+def subnormal_table(results):
+    """The same call with the caller's MXCSR as a program starts and with FTZ/DAZ set by the
+    caller: lmf flushes subnormals inside its kernels, so the ratio should be ~1."""
+    rows = []
+    for (dtype, c) in sorted(results, key=lambda k: (k[0] != "float", k[1])):
+        r = results[(dtype, c)]
+        for batch in ("untrained", "trained"):
+            plain, ftz = r.get(("subnormals", "LMF", batch + "_plain")), r.get(("subnormals", "LMF", batch + "_callerftz"))
+            if plain is None or ftz is None:
+                continue
+            rows.append(f"| {dtype} | {c} | {batch} | {fmt(plain)} | {fmt(ftz)} | {plain / ftz:.2f} |")
+    if rows:
+        print("\nSubnormals: LMF value_and_gradient, ns per logit, with the caller's MXCSR as a program starts "
+              "(plain) and with FTZ/DAZ set by the caller; untrained = N(0, 1) logits, trained = a dominant "
+              "target over a wide spread (bench/common.hpp)\n")
+        print("| type | C | logits | plain | caller FTZ/DAZ | plain / FTZ |")
+        print("|---|---|---|---|---|---|")
+        print("\n".join(rows))
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("build_dir")
+    ap.add_argument("build_dirs", nargs="+")
     ap.add_argument("--min-time", default="0.5")
     ap.add_argument("--filter", default="")
     ap.add_argument("--json", default="")
     ap.add_argument("--repetitions", default="3", help="runs per benchmark; the median is reported")
     args = ap.parse_args()
-    results = defaultdict(dict)
-    context = parse(run(os.path.join(args.build_dir, "bench", "bench_lmf"), args.min_time, args.filter, args.repetitions), results)
-    torch_bin = os.path.join(args.build_dir, "bench", "bench_torch")
-    has_torch = os.path.exists(torch_bin)
+    torch = defaultdict(dict)
+    torch_bins = [os.path.join(d, "bench", "bench_torch") for d in args.build_dirs]
+    torch_bins = [b for b in torch_bins if os.path.exists(b)]
+    has_torch = bool(torch_bins)
     if has_torch:
-        parse(run(torch_bin, args.min_time, args.filter, args.repetitions), results)
+        parse(run(torch_bins[0], args.min_time, args.filter, args.repetitions), torch)
+    everything = {}
+    for build_dir in args.build_dirs:
+        results = defaultdict(dict)
+        context = parse(run(os.path.join(build_dir, "bench", "bench_lmf"), args.min_time, args.filter,
+                            args.repetitions), results)
+        for key, d in torch.items():
+            results[key].update(d)
+        everything[build_dir] = results
+        table(results, context, args, has_torch)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({b: {f"{k[0]}/{k[1]}": {("/".join(kk) if isinstance(kk, tuple) else kk): v for kk, v in d.items()}
+                           for k, d in res.items()} for b, res in everything.items()}, f, indent=1)
+
+
+def table(results, context, args, has_torch):
 
     cpu = ""
     try:
@@ -88,6 +127,8 @@ def main():
             cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
     except (OSError, StopIteration):
         pass
+    print(f"\n### lmf kernels: {context.get('lmf_simd', '?')} ({context.get('lmf_flags', '?')}); subnormals flushed "
+          f"inside lmf: {context.get('lmf_flushes_subnormals', '?')}\n")
     print(f"Machine: {cpu or platform.processor()}, {context.get('num_cpus', '?')} CPUs, "
           f"{context.get('mhz_per_cpu', '?')} MHz; {context.get('date', '')}\n")
     print(f"ns per logit (wall time, median of {args.repetitions} runs, one thread unless noted), "
@@ -116,12 +157,9 @@ def main():
                   f"{fmt(r.get(('libtorch', loss, 'value_and_gradient')))} | {fmt(mem)} | "
                   f"{ratio(r.get(('libtorch', loss, 'value_and_gradient')), fast)} | {ratio(fast, mem)} | "
                   f"— | {ratio(fast, lmf_fast)} |")
+    subnormal_table(results)
     if not has_torch:
         print("\n(libtorch not built: install libtorch-dev for the peer column)")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({f"{k[0]}/{k[1]}": {("/".join(kk) if isinstance(kk, tuple) else kk): v for kk, v in d.items()}
-                       for k, d in results.items()}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 // the same for any thread count).
 #pragma once
 
+#include <lmf/cpu/fp_env.hpp>
 #include <lmf/cpu/lanes_simd.hpp>
 #include <lmf/cpu/rows_simd.hpp>
 #include <lmf/cpu/scalar.hpp>
@@ -85,6 +86,21 @@ Kernel choose_kernel(const LossSpec<T>& spec, const Layout& lx, const Outputs<T>
   return lanes_ok ? Kernel::lanes : Kernel::scalar;
 }
 
+/// Whether any parameter of the pass is subnormal: then it runs without FTZ/DAZ (fp_env.hpp),
+/// which would read it as 0.
+template <class T, class L>
+bool params_have_subnormals(const KernelArgs<T, L>& k) {
+  const Index C = k.lx.classes;
+  bool any = any_subnormal(k.term_weights, k.n_terms);
+  for (int t = 0; t < k.n_terms; ++t) {
+    const TermParams<T>& p = k.terms[t];
+    for (T v : {p.s, p.gamma, p.one_minus_eps, p.smooth, p.w_sum, p.smooth_mass, p.smooth_grad}) any |= is_subnormal(v);
+    for (Accum v : {p.weight_scale, p.value_scale, p.grad_scale}) any |= is_subnormal(v);
+    any |= any_subnormal(p.a, C) || any_subnormal(p.m, C) || any_subnormal(p.b, C) || any_subnormal(p.w, C);
+  }
+  return any;
+}
+
 /// What run_blocks reports: whether its buffers could be allocated (nothing was computed if
 /// not), and the first block with a counted logit beyond k.limit (-1: none).
 struct BlockRun {
@@ -95,7 +111,8 @@ struct BlockRun {
 /// Runs `kernel` over the rows in fixed blocks of block_rows(C) rows, on up to `threads` threads,
 /// and adds the block sums in block order: the totals are bitwise the same for any thread count.
 /// Every buffer is allocated before any row is evaluated. Once a block has found a bad logit,
-/// the blocks after it are skipped (only the first bad one is reported).
+/// the blocks after it are skipped (only the first bad one is reported). Every thread runs its
+/// blocks with subnormals flushed (fp_env.hpp) unless a parameter is subnormal.
 template <class T, class L>
 BlockRun run_blocks(const KernelArgs<T, L>& k, Kernel kernel, int threads, std::array<Accum, kMaxTerms>& sums) {
   sums.fill(0);
@@ -122,6 +139,7 @@ BlockRun run_blocks(const KernelArgs<T, L>& k, Kernel kernel, int threads, std::
     result.allocated = false;
     return result;
   }
+  const bool flush = !params_have_subnormals(k);
   std::atomic<Index> first_bad{blocks};
   auto run = [&](Index b, T* thread_scratch) {
     if (b > first_bad.load(std::memory_order_relaxed)) return;  // an earlier block is bad
@@ -143,6 +161,7 @@ BlockRun run_blocks(const KernelArgs<T, L>& k, Kernel kernel, int threads, std::
   if (team > 1) {
 #pragma omp parallel num_threads(team)
     {
+      const FlushSubnormals no_subnormals(flush);
       T* mine = scratch.data() + slot * omp_get_thread_num();
 #pragma omp for schedule(static)
       for (Index b = 0; b < blocks; ++b) run(b, mine);
@@ -150,6 +169,7 @@ BlockRun run_blocks(const KernelArgs<T, L>& k, Kernel kernel, int threads, std::
   } else
 #endif
   {
+    const FlushSubnormals no_subnormals(flush);
     for (Index b = 0; b < blocks; ++b) run(b, scratch.data());
   }
   if (first_bad.load() < blocks) {

@@ -315,6 +315,9 @@ Status evaluate_sigmoid(const SigmoidParams<T>& p, const SigmoidBuffers<T>& b, I
   if (!block_sums.ok() || !wtile.ok()) return Status::error(message("cannot allocate the block sums"));
   if (mode == LineMode::flat && p.w)
     for (Index i = 0; i < kFlatChunk + C; ++i) wtile.data()[i] = p.w[i % C];
+  // subnormals flushed on every thread (fp_env.hpp), unless a parameter is subnormal
+  const bool flush = !(is_subnormal(p.alpha) || is_subnormal(p.gamma) || is_subnormal(p.value_scale) ||
+                       is_subnormal(p.grad_scale) || any_subnormal(p.w, C));
   auto run = [&](Index k) {
     const Index begin = k * per_block, end = std::min(lines, begin + per_block);
     block_sums.data()[k] = sigmoid_lines(p, b, mode, begin, end, length, force_scalar, wtile.data());
@@ -324,13 +327,18 @@ Status evaluate_sigmoid(const SigmoidParams<T>& p, const SigmoidBuffers<T>& b, I
   if (lines * length >= kParallelMinLogits)
     team = int(std::min<Index>(threads > 0 ? threads : omp_get_max_threads(), blocks));
   if (team > 1) {
-#pragma omp parallel for schedule(static) num_threads(team)
-    for (Index k = 0; k < blocks; ++k) run(k);
+#pragma omp parallel num_threads(team)
+    {
+      const FlushSubnormals no_subnormals(flush);
+#pragma omp for schedule(static)
+      for (Index k = 0; k < blocks; ++k) run(k);
+    }
   } else
 #else
   (void)threads;
 #endif
   {
+    const FlushSubnormals no_subnormals(flush);
     for (Index k = 0; k < blocks; ++k) run(k);
   }
   for (Index k = 0; k < blocks; ++k) sum += block_sums.data()[k];

@@ -1,0 +1,176 @@
+// Subnormal numbers (cpu/fp_env.hpp): every entry point leaves the caller's MXCSR control bits as
+// they were, on the calling thread and on OpenMP's pool threads; the kernels compute the same
+// numbers whether or not the caller has set FTZ/DAZ; a subnormal parameter turns the flush off.
+#include "support.hpp"
+
+#include <lmf/cpu/fp_env.hpp>
+
+#if LMF_HAS_MXCSR
+#include <xmmintrin.h>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+using namespace lmf_test;
+
+namespace {
+
+constexpr unsigned kControl = ~lmf::detail::kMxcsrStatusBits & 0xFFFFu;
+
+/// Sets MXCSR's control bits to `control` (status flags cleared) on this thread.
+void set_control(unsigned control) { _mm_setcsr(control & kControl); }
+unsigned control() { return _mm_getcsr() & kControl; }
+
+/// Logits of a trained network: a dominant target, the others far below. With LDAM's s = 30
+/// most exponentials are ~1e-38 and the gradient's products with them subnormal (in double the
+/// others sit lower: exp(s (z_c - z_y)) must reach 1e-308).
+template <class T>
+void trained_batch(Index n, Index c, MatR<T>& x, Labels& y) {
+  x = MatR<T>::Constant(n, c, T(sizeof(T) == 4 ? -6 : -16));
+  y.resize(n);
+  std::mt19937 gen(7);
+  std::normal_distribution<double> d(0, 2);
+  for (Index i = 0; i < n; ++i) {
+    y(i) = int(i % c);
+    for (Index j = 0; j < c; ++j) x(i, j) += T(d(gen));
+    x(i, y(i)) = T(8 + d(gen));
+  }
+}
+
+/// Every entry point of a Loss, forms with and without outputs, plus an error path.
+template <class T>
+void call_every_entry_point(const lmf::Loss<T>& loss, const MatR<T>& x, const Labels& y, bool per_row = true) {
+  MatR<T> g(x.rows(), x.cols());
+  Vec<T> rows(x.rows());
+  T v = loss.value(x, y) + loss.value_and_gradient(x, y, g);
+  const lmf::Totals t = loss.totals(x, y);
+  v += loss.value(x, y, t) + loss.value_and_gradient(x, y, g, t);
+  if (per_row) {  // (undefined for the seed-code preset's batch-mean focus)
+    loss.per_row(x, y, rows);
+    loss.per_row_and_gradient(x, y, rows, g);
+  }
+  MatR<T> bad = x;
+  bad(bad.rows() / 2, 0) = std::numeric_limits<T>::quiet_NaN();
+  T out = 0;
+  REQUIRE_FALSE(loss.try_value(bad, y, out));  // found by the kernel pass (value only)
+  REQUIRE_FALSE(loss.try_value_and_gradient(bad, y, g, out));
+  REQUIRE(std::isfinite(v));
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("every entry point leaves the caller's MXCSR control bits unchanged", "[fp_env]", float, double) {
+  using T = TestType;
+  MatR<T> x;
+  Labels y;
+  trained_batch<T>(300, 10, x, y);
+  MatR<T> wide;
+  Labels wy;
+  trained_batch<T>(40, 200, wide, wy);  // the rows kernel
+  const unsigned saved = _mm_getcsr();
+  // the default state, FTZ only, DAZ only, both, and round-toward-zero with every exception masked
+  for (unsigned state : {0x1F80u, 0x9F80u, 0x1FC0u, 0x9FC0u, 0x7F80u}) {
+    for (lmf::Kernel k : {lmf::Kernel::automatic, lmf::Kernel::scalar, lmf::Kernel::lanes, lmf::Kernel::rows}) {
+      for (int threads : {1, 2}) {
+        DYNAMIC_SECTION("MXCSR " << std::hex << state << std::dec << ", kernel " << int(k) << ", threads " << threads) {
+          lmf::Loss<T> loss = lmf::LMFLoss<T>(long_tail_counts(10));
+          loss.set_kernel(k);
+          loss.set_threads(threads);
+          lmf::Loss<T> official = lmf::LMFLoss<T>::official_code(long_tail_counts(200));
+          official.set_kernel(k);
+          official.set_threads(threads);
+          lmf::Loss<T> seed = lmf::LMFLoss<T>::seed_code(long_tail_counts(200), Vec<T>::Ones(200));
+          seed.set_kernel(k);
+          seed.set_threads(threads);
+          set_control(state);
+          call_every_entry_point(loss, x, y);
+          call_every_entry_point(official, wide, wy);
+          call_every_entry_point(seed, wide, wy, false);
+          const unsigned after = control();
+          _mm_setcsr(saved);
+          REQUIRE(after == (state & kControl));
+        }
+      }
+    }
+  }
+  SECTION("the sigmoid focal loss") {
+    for (unsigned state : {0x1F80u, 0x9FC0u, 0x7F80u}) {
+      lmf::SigmoidFocalLoss<T> loss;
+      MatR<T> t = MatR<T>::Zero(x.rows(), x.cols()), g(x.rows(), x.cols()), v(x.rows(), x.cols());
+      for (Index i = 0; i < x.rows(); ++i) t(i, y(i)) = T(1);
+      set_control(state);
+      T s = loss.value(x, t) + loss.value_and_gradient(x, t, g);
+      loss.per_element(x, t, v);
+      loss.per_element_and_gradient(x, t, v, g);
+      const unsigned after = control();
+      _mm_setcsr(saved);
+      REQUIRE(std::isfinite(s));
+      REQUIRE(after == (state & kControl));
+    }
+  }
+#if defined(_OPENMP)
+  SECTION("OpenMP's pool threads keep their own MXCSR") {
+    // a batch large enough for a team of two; the pool threads' MXCSR must be what it was before
+    MatR<T> big;
+    Labels by;
+    trained_batch<T>(Index(1) << 13, 100, big, by);
+    lmf::Loss<T> loss = lmf::LMFLoss<T>(long_tail_counts(100));
+    loss.set_threads(2);
+    std::vector<unsigned> before(2, 0), after(2, 0);
+#pragma omp parallel num_threads(2)
+    before[std::size_t(omp_get_thread_num())] = control();
+    MatR<T> g(big.rows(), big.cols());
+    REQUIRE(std::isfinite(loss.value_and_gradient(big, by, g)));
+#pragma omp parallel num_threads(2)
+    after[std::size_t(omp_get_thread_num())] = control();
+    REQUIRE(before == after);
+  }
+#endif
+}
+
+TEMPLATE_TEST_CASE("the same numbers whether or not the caller set FTZ/DAZ, on every kernel", "[fp_env]", float,
+                   double) {
+  using T = TestType;
+  MatR<T> x;
+  Labels y;
+  trained_batch<T>(200, 12, x, y);
+  const unsigned saved = _mm_getcsr();
+  Index subnormal_entries = 0;
+  for (lmf::Kernel k : {lmf::Kernel::scalar, lmf::Kernel::lanes, lmf::Kernel::rows}) {
+    INFO("kernel " << int(k));
+    lmf::Loss<T> loss = lmf::LDAMLoss<T>(long_tail_counts(12));
+    loss.set_kernel(k);
+    MatR<T> g_plain(x.rows(), x.cols()), g_ftz(x.rows(), x.cols());
+    set_control(0x1F80u);
+    const T v_plain = loss.value_and_gradient(x, y, g_plain);
+    set_control(0x9FC0u);
+    const T v_ftz = loss.value_and_gradient(x, y, g_ftz);
+    _mm_setcsr(saved);
+    REQUIRE(v_plain == v_ftz);
+    REQUIRE(g_plain == g_ftz);  // bitwise: the kernels flush in both calls
+    // and the batch does reach the subnormal range (else this test proves nothing): entries that
+    // are 0 here are exp(s (z_c - z_y)) products far below the smallest normal number
+    for (Index i = 0; i < g_plain.size(); ++i) subnormal_entries += g_plain.data()[i] == T(0);
+  }
+  REQUIRE(subnormal_entries > 0);
+}
+
+TEST_CASE("a subnormal class weight turns the flush off (it would be read as 0)", "[fp_env]") {
+  // with DAZ the weights 1e-40 would be 0 inside the kernel while the denominator (formed in
+  // double, outside) is not: the value would be 0
+  lmf::CrossEntropyLoss<float>::Options o;
+  o.class_weights = Eigen::Vector3f(1e-40f, 1e-40f, 1e-40f);
+  const lmf::CrossEntropyLoss<float> weighted(o), plain;
+  const Mat<float> x = random_logits<float>(64, 3);
+  const Labels y = random_labels(64, 3);
+  for (lmf::Kernel k : {lmf::Kernel::scalar, lmf::Kernel::lanes, lmf::Kernel::rows}) {
+    lmf::Loss<float> w = weighted, p = plain;
+    w.set_kernel(k);
+    p.set_kernel(k);
+    INFO("kernel " << int(k));
+    REQUIRE(rel_error(double(w.value(x, y)), double(p.value(x, y))) < 1e-5);
+  }
+}
+
+#endif  // LMF_HAS_MXCSR (elsewhere nothing is flushed and nothing is registered here)
