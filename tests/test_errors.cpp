@@ -65,6 +65,14 @@ TEMPLATE_TEST_CASE("invalid batches are rejected before anything is written, by 
       require_error_untouched<T>(n, c, "label -1 at row 17 is outside [0, 5)", fused(x, yb));
     }
     {
+      INFO("several bad labels, two in one group of four rows of the label pass: the first is named");
+      Labels yb = y;
+      yb(30) = 7;
+      yb(29) = -3;
+      yb(38) = 5;
+      require_error_untouched<T>(n, c, "label -3 at row 29 is outside [0, 5)", fused(x, yb));
+    }
+    {
       INFO("the wrong number of labels");
       Labels short_y = y.head(n - 1);
       require_error_untouched<T>(n, c, "labels have 39x1 entries but logits have 40 rows", fused(x, short_y));

@@ -140,6 +140,15 @@ TEMPLATE_TEST_CASE("reductions, per-row values and ignore_index follow PyTorch",
     lmf::CrossEntropyLoss<T>(ce).per_row_and_gradient(x, y.unaryExpr([](int v) { return v < 0 ? 0 : v; }), r2, g2);
     for (Index i = 0; i < n; ++i)
       if (y(i) == 2) REQUIRE((r2(i) == 0 && g2.row(i).isZero()));
+    // and the mean divides by the other rows only (the label pass counts that class as ignored)
+    ce.reduction = lmf::Reduction::mean;
+    const Labels y2 = y.unaryExpr([](int v) { return v < 0 ? 0 : v; });
+    Index others = 0;
+    for (Index i = 0; i < n; ++i) others += y2(i) != 2;
+    REQUIRE(n >= c);  // the histogram path of the label pass
+    REQUIRE(others < n);
+    REQUIRE(rel_error(double(lmf::CrossEntropyLoss<T>(ce).value(x, y2)), double(r2.sum()) / double(others)) <
+            tolerance<T>());
   }
 }
 

@@ -199,7 +199,7 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
         const B others = sum[g] + zeros[g];
         const B rest = xsimd::select(y_ref[g], others, (others - one) + ey);
         const B inv = one / (one + rest);
-        const B l = xsimd::max(xsimd::log1p(rest) - dy, zero);
+        const B l = xsimd::max(simd::log1p_pos(rest, inv) - dy, zero);
         B phi, derivative;
         bool inside_in_double = false;  // w_y l overflowed T in some lane: phi(w_y l) in double
         alignas(64) Accum inside[W];
@@ -234,7 +234,7 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
             if (ylane[g * W + j] >= 0)
               lane_sums[t][g * W + j] += (p.weight_scale * p.value_scale) * (inside_in_double ? inside[j] : Accum(phis[j]));
         } else if (p.smooth != T(0)) {
-          const B q = B(p.w_sum) * xsimd::log1p(rest) - wd[g];  // sum_c w_c (logsumexp(z) - z_c)
+          const B q = B(p.w_sum) * simd::log1p_pos(rest, inv) - wd[g];  // sum_c w_c (logsumexp(z) - z_c)
           value = B(p.one_minus_eps) * wy[g] * l + B(p.smooth) * q;
           alignas(64) T ls[W], qs[W];
           l.store_aligned(ls);

@@ -25,8 +25,15 @@
 namespace lmf {
 namespace detail {
 
-/// Batches with fewer logits than this run on one thread.
-constexpr Index kParallelMinLogits = Index(1) << 15;
+/// Batches with fewer logits than this run on one thread (LMF_PARALLEL_MIN_LOGITS, default 2^18 =
+/// 262144: 0.5-3 ms of work on one core). Below it a team costs more than it saves, and on a busy
+/// machine a pool thread that waits for a time slice holds the whole call at the team's closing
+/// barrier: a 0.14 ms call took 16-20 ms with a team of two (issue 7), so mid-size batches stay on
+/// the calling thread.
+#ifndef LMF_PARALLEL_MIN_LOGITS
+#define LMF_PARALLEL_MIN_LOGITS (1 << 18)
+#endif
+constexpr Index kParallelMinLogits = Index(LMF_PARALLEL_MIN_LOGITS);
 
 /// What a call asks for.
 template <class T>
@@ -68,12 +75,11 @@ Status check_labels(const LossSpec<T>& spec, const Layout& lx, const L* labels, 
   counted = 0;
   const Index rows = lx.rows();
   const std::int64_t ignore = spec.ignore_index;
-  for (Index i = 0; i < rows; ++i) {
+  auto bad_label = [&](Index i) {
     const L y = labels[i * label_stride];
-    if (!in_range(y, C) && !is_ignored(y, ignore))
-      return Status::error(message("label ", +y, " at row ", i, " is outside [0, ", C,
-                                   ") (and is not ignore_index ", ignore, ")"));
-  }
+    return Status::error(message("label ", +y, " at row ", i, " is outside [0, ", C, ") (and is not ignore_index ",
+                                 ignore, ")"));
+  };
   auto class_weight = [&](const Term<T>& term, Index c) {
     const bool by_rows = term.mean_over != MeanOver::target_weights || term.w.size() == 0;
     return by_rows ? Accum(1) : static_cast<Accum>(term.w(c));
@@ -86,6 +92,10 @@ Status check_labels(const LossSpec<T>& spec, const Layout& lx, const L* labels, 
   if (rows < C) {
     for (Index i = 0; i < rows; ++i) {
       const L y = labels[i * label_stride];
+      if (!in_range(y, C) && !is_ignored(y, ignore)) return bad_label(i);
+    }
+    for (Index i = 0; i < rows; ++i) {
+      const L y = labels[i * label_stride];
       if (is_ignored(y, ignore)) continue;
       ++counted;
       for (std::size_t t = 0; t < spec.terms.size(); ++t) denominators[t] += class_weight(spec.terms[t], Index(y));
@@ -93,16 +103,41 @@ Status check_labels(const LossSpec<T>& spec, const Layout& lx, const L* labels, 
     all_rows();
     return {};
   }
-  std::unique_ptr<std::int64_t[]> histogram(new (std::nothrow) std::int64_t[std::size_t(C)]());
+  // One pass: check each label and count it, into 4 interleaved histograms (row i into copy
+  // i % 4), so that consecutive rows of the same class do not wait on each other's increment
+  // (with C = 2 one counter would serialise every row). Slot C of each copy takes ignored rows.
+  // A bad label stops the pass: nothing but this scratch has been written.
+  constexpr Index kCopies = 4;
+  const Index stride = C + 1;
+  std::unique_ptr<std::int64_t[]> histogram(new (std::nothrow) std::int64_t[std::size_t(kCopies * stride)]());
   if (!histogram) return Status::error(message("cannot allocate the label histogram (", C, " classes)"));
-  for (Index i = 0; i < rows; ++i) {
+  std::int64_t* h = histogram.get();
+  auto slot = [&](Index i) -> Index {  // the class, C for ignored rows, -1 for a bad label
     const L y = labels[i * label_stride];
-    if (!is_ignored(y, ignore)) ++histogram[std::size_t(y)];
+    if (is_ignored(y, ignore)) return C;  // (ignore_index may lie in [0, C): it wins)
+    return in_range(y, C) ? Index(y) : Index(-1);
+  };
+  Index i = 0;
+  for (; i + kCopies <= rows; i += kCopies) {
+    const Index s0 = slot(i), s1 = slot(i + 1), s2 = slot(i + 2), s3 = slot(i + 3);
+    if ((s0 | s1 | s2 | s3) < 0) break;  // the rows from i on are rescanned one by one
+    ++h[s0];
+    ++h[stride + s1];
+    ++h[2 * stride + s2];
+    ++h[3 * stride + s3];
   }
-  for (Index c = 0; c < C; ++c) counted += histogram[std::size_t(c)];
+  for (; i < rows; ++i) {
+    const Index si = slot(i);
+    if (si < 0) return bad_label(i);
+    ++h[si];
+  }
+  for (Index c = 0; c < C; ++c) {
+    for (Index k = 1; k < kCopies; ++k) h[c] += h[k * stride + c];
+    counted += h[c];
+  }
   for (std::size_t t = 0; t < spec.terms.size(); ++t) {
     Accum d = 0;
-    for (Index c = 0; c < C; ++c) d += Accum(histogram[std::size_t(c)]) * class_weight(spec.terms[t], c);
+    for (Index c = 0; c < C; ++c) d += Accum(h[c]) * class_weight(spec.terms[t], c);
     denominators[t] = d;
   }
   all_rows();
