@@ -5,7 +5,9 @@
 #include "common.hpp"
 
 #include <cstring>
+#if LMF_HAS_MXCSR
 #include <xmmintrin.h>
+#endif
 
 using namespace lmf_bench;
 
@@ -63,6 +65,7 @@ void bm_lmf(benchmark::State& state, Which which, Index c, lmf::Kernel kernel, b
   set_logits(state, b.n, c);
 }
 
+#if LMF_HAS_MXCSR
 /// The subnormal check: LMF value_and_gradient on untrained or trained-network logits, with the
 /// caller's MXCSR as a program starts (no FTZ/DAZ) or with FTZ/DAZ set by the caller. lmf
 /// flushes subnormals inside its kernels (cpu/fp_env.hpp), so both should cost the same.
@@ -81,6 +84,7 @@ void bm_subnormals(benchmark::State& state, Index c, Logits kind, bool caller_ft
   _mm_setcsr(saved);
   set_logits(state, b.n, c);
 }
+#endif
 
 /// What a C++ user would write by hand with Eigen expressions: LMF = LDAM (s, margins) + focal
 /// (gamma 2), mean, value and gradient. Row-wise softmax with the max subtracted.
@@ -156,6 +160,7 @@ void register_all(const char* type, const std::vector<Index>& classes, bool ever
       benchmark::RegisterBenchmark(("lmf_fast/SigmoidFocal/value_and_gradient" + suffix).c_str(), bm_sigmoid<T>, c);
       benchmark::RegisterBenchmark(("lmf_fast_2threads/LMF/value_and_gradient" + suffix).c_str(), bm_lmf<T>,
                                    Which::lmf_loss, c, lmf::Kernel::automatic, true, 2);
+#if LMF_HAS_MXCSR
       if (c == 2 || c == 10 || c == 1000)
         for (Logits kind : {Logits::untrained, Logits::trained})
           for (bool ftz : {false, true}) {
@@ -163,6 +168,7 @@ void register_all(const char* type, const std::vector<Index>& classes, bool ever
                                    (ftz ? "_callerftz" : "_plain");
             benchmark::RegisterBenchmark(("subnormals/LMF/" + op + suffix).c_str(), bm_subnormals<T>, c, kind, ftz);
           }
+#endif
     }
     benchmark::RegisterBenchmark(("memcpy_floor" + suffix).c_str(), bm_memcpy<T>, c);
   }
