@@ -22,20 +22,39 @@ constexpr unsigned kControl = ~lmf::detail::kMxcsrStatusBits & 0xFFFFu;
 void set_control(unsigned control) { _mm_setcsr(control & kControl); }
 unsigned control() { return _mm_getcsr() & kControl; }
 
-/// Logits of a trained network: a dominant target, the others far below. With LDAM's s = 30
-/// most exponentials are ~1e-38 and the gradient's products with them subnormal (in double the
-/// others sit lower: exp(s (z_c - z_y)) must reach 1e-308).
+/// Logits of a trained network: a dominant target, the others a few units below it. With LDAM's
+/// s = 30 the gradient entries of the others, (s / N) p_c with p_c ~ exp(30 (z_c - z_y + m_y)),
+/// are then subnormal: gaps around 3.2 in float (exp(-96) ~ 2e-42), around 24.5 in double
+/// (exp(-735) ~ 1e-319).
 template <class T>
 void trained_batch(Index n, Index c, MatR<T>& x, Labels& y) {
-  x = MatR<T>::Constant(n, c, T(sizeof(T) == 4 ? -6 : -16));
+  const double gap = sizeof(T) == 4 ? 3.2 : 24.5;
+  x.resize(n, c);
   y.resize(n);
   std::mt19937 gen(7);
-  std::normal_distribution<double> d(0, 2);
+  std::normal_distribution<double> d(0, 0.15);
   for (Index i = 0; i < n; ++i) {
     y(i) = int(i % c);
-    for (Index j = 0; j < c; ++j) x(i, j) += T(d(gen));
-    x(i, y(i)) = T(8 + d(gen));
+    for (Index j = 0; j < c; ++j) x(i, j) = T(8 - gap + d(gen));
+    x(i, y(i)) = T(8);
   }
+}
+
+/// How many gradient entries of LDAM (s = 30, margins m) on this batch have an exact value in
+/// T's subnormal range, (0, smallest normal): estimated in long double (its range reaches
+/// 1e-4951) as (s / N) exp(s (z_c - z_y + m_y)) (the target dominates the denominator).
+template <class T>
+Index subnormal_gradient_entries(const MatR<T>& x, const Labels& y, const Vec<T>& m) {
+  Index count = 0;
+  const long double s = 30, n = static_cast<long double>(x.rows());
+  for (Index i = 0; i < x.rows(); ++i)
+    for (Index j = 0; j < x.cols(); ++j) {
+      if (j == y(i)) continue;
+      const long double g =
+          s / n * std::exp(s * ((long double)x(i, j) - (long double)x(i, y(i)) + (long double)m(y(i))));
+      count += g > 0 && g < (long double)std::numeric_limits<T>::min();
+    }
+  return count;
 }
 
 /// Every entry point of a Loss, forms with and without outputs, plus an error path.
@@ -129,31 +148,56 @@ TEMPLATE_TEST_CASE("every entry point leaves the caller's MXCSR control bits unc
 #endif
 }
 
-TEMPLATE_TEST_CASE("the same numbers whether or not the caller set FTZ/DAZ, on every kernel", "[fp_env]", float,
-                   double) {
+TEMPLATE_TEST_CASE("the same numbers whether or not the caller set FTZ/DAZ, on every kernel and thread count",
+                   "[fp_env]", float, double) {
   using T = TestType;
-  MatR<T> x;
-  Labels y;
-  trained_batch<T>(200, 12, x, y);
   const unsigned saved = _mm_getcsr();
-  Index subnormal_entries = 0;
-  for (lmf::Kernel k : {lmf::Kernel::scalar, lmf::Kernel::lanes, lmf::Kernel::rows}) {
-    INFO("kernel " << int(k));
-    lmf::Loss<T> loss = lmf::LDAMLoss<T>(long_tail_counts(12));
-    loss.set_kernel(k);
-    MatR<T> g_plain(x.rows(), x.cols()), g_ftz(x.rows(), x.cols());
-    set_control(0x1F80u);
-    const T v_plain = loss.value_and_gradient(x, y, g_plain);
-    set_control(0x9FC0u);
-    const T v_ftz = loss.value_and_gradient(x, y, g_ftz);
-    _mm_setcsr(saved);
-    REQUIRE(v_plain == v_ftz);
-    REQUIRE(g_plain == g_ftz);  // bitwise: the kernels flush in both calls
-    // and the batch does reach the subnormal range (else this test proves nothing): entries that
-    // are 0 here are exp(s (z_c - z_y)) products far below the smallest normal number
-    for (Index i = 0; i < g_plain.size(); ++i) subnormal_entries += g_plain.data()[i] == T(0);
+  // 200 x 12 on one thread; 24000 x 12 (above LMF_PARALLEL_MIN_LOGITS) on two threads, where
+  // OpenMP's pool threads must flush too: their result must equal the one-thread result bitwise
+  for (Index n : {Index(200), Index(24000)}) {
+    MatR<T> x;
+    Labels y;
+    trained_batch<T>(n, 12, x, y);
+    const Vec<T> m = lmf::ldam_margins<T>(long_tail_counts(12), T(0.5));
+    // the batch reaches T's subnormal range, else this test would prove nothing
+    REQUIRE(subnormal_gradient_entries<T>(x, y, m) > x.size() / 4);
+    for (lmf::Kernel k : {lmf::Kernel::scalar, lmf::Kernel::lanes, lmf::Kernel::rows}) {
+      INFO("kernel " << int(k) << ", N " << n);
+      lmf::Loss<T> loss = lmf::LDAMLoss<T>(long_tail_counts(12));
+      loss.set_kernel(k);
+      loss.set_threads(1);
+      MatR<T> g_plain(x.rows(), x.cols()), g_ftz(x.rows(), x.cols()), g_two(x.rows(), x.cols());
+      set_control(0x1F80u);
+      const T v_plain = loss.value_and_gradient(x, y, g_plain);
+      set_control(0x9FC0u);
+      const T v_ftz = loss.value_and_gradient(x, y, g_ftz);
+      set_control(0x1F80u);
+      loss.set_threads(2);
+      const T v_two = loss.value_and_gradient(x, y, g_two);
+      _mm_setcsr(saved);
+      REQUIRE(v_plain == v_ftz);
+      REQUIRE(g_plain == g_ftz);  // bitwise: the kernels flush in both calls
+      if (n * 12 >= lmf::detail::kParallelMinLogits) {
+        REQUIRE(v_two == v_plain);
+        REQUIRE(g_two == g_plain);
+      }
+    }
   }
-  REQUIRE(subnormal_entries > 0);
+}
+
+TEST_CASE("a gradient factor that is subnormal in T turns the flush off (it would be 0)", "[fp_env]") {
+  // grad_scale 1e-38 over a mean of 64 rows: each row's factor T(grad_scale / 64) is subnormal in
+  // float; with FTZ/DAZ it would be 0 and so would the whole gradient
+  const lmf::CrossEntropyLoss<float> ce;
+  const Mat<float> x = random_logits<float>(64, 3);
+  const Labels y = random_labels(64, 3);
+  Mat<float> g_one(64, 3), g_tiny(64, 3);
+  const lmf::Totals t = ce.totals(x, y);
+  ce.value_and_gradient(x, y, g_one, t, 1.0f);
+  ce.value_and_gradient(x, y, g_tiny, t, 1e-38f);
+  REQUIRE(g_tiny.cwiseAbs().maxCoeff() > 0.0f);
+  // subnormal results keep ~10 significant bits here
+  REQUIRE(rel_error(g_tiny.cast<double>() / 1e-38, g_one.cast<double>(), 1e-3) < 1e-2);
 }
 
 TEST_CASE("a subnormal class weight turns the flush off (it would be read as 0)", "[fp_env]") {

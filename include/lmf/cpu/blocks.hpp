@@ -16,6 +16,8 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
+#include <limits>
 #include <atomic>
 #include <new>
 
@@ -97,6 +99,17 @@ bool params_have_subnormals(const KernelArgs<T, L>& k) {
     for (T v : {p.s, p.gamma, p.one_minus_eps, p.smooth, p.w_sum, p.smooth_mass, p.smooth_grad}) any |= is_subnormal(v);
     for (Accum v : {p.weight_scale, p.value_scale, p.grad_scale}) any |= is_subnormal(v);
     any |= any_subnormal(p.a, C) || any_subnormal(p.m, C) || any_subnormal(p.b, C) || any_subnormal(p.w, C);
+    // the gradient factor each row starts from, rounded to T (term_row: T(w_y weight_scale
+    // grad_scale (1 - eps))): a tiny caller grad_scale over a large denominator can make it
+    // subnormal in T although every double above is normal
+    Accum w_min = 1;
+    if (p.w) {
+      w_min = std::numeric_limits<Accum>::infinity();
+      for (Index c = 0; c < C; ++c)
+        if (p.w[c] != T(0)) w_min = std::min(w_min, Accum(std::fabs(p.w[c])));
+    }
+    const Accum g = w_min * p.weight_scale * std::fabs(p.grad_scale) * Accum(p.one_minus_eps);
+    any |= g > 0 && g < Accum(std::numeric_limits<T>::min());
   }
   return any;
 }
