@@ -7,6 +7,8 @@
 
 #include <xsimd/xsimd.hpp>
 
+#include <cstring>
+#include <cmath>
 #include <cstdint>
 #include <utility>
 
@@ -102,6 +104,26 @@ inline batch<double> fast_exp(batch<double> x) {
   return xsimd::ldexp(y, xsimd::to_int(n));
 }
 
+/// a * b + c: one fma on batches; on scalars a multiply and an add (std::fma would be a slow
+/// library call where the build has no FMA instruction, e.g. x86-64's baseline).
+inline float mul_add(float a, float b, float c) { return a * b + c; }
+template <class V>
+V mul_add(const V& a, const V& b, const V& c) {
+  return xsimd::fma(a, b, c);
+}
+
+/// Cephes' logf polynomial: log(1 + f) - f as f^3 P(f) - f^2/2, for f = m - 1 with m in
+/// [sqrt(1/2), sqrt(2)) (~1 ulp); V is float or a batch of floats.
+template <class V>
+V log1p_mantissa(const V& f) {
+  const V z = f * f;
+  V p = V(7.0376836292e-2f);
+  for (float c : {-1.1514610310e-1f, 1.1676998740e-1f, -1.2420140846e-1f, 1.4249322787e-1f, -1.6668057665e-1f,
+                  2.0000714765e-1f, -2.4999993993e-1f, 3.3333331174e-1f})
+    p = mul_add(p, f, V(c));
+  return mul_add(f * z, p, V(-0.5f) * z);
+}
+
 /// log1p(e) for e in [0, 1], given inv = 1 / (1 + e) (the sigmoid kernel has both): u = 1 + e is
 /// in [1, 2], so no exponent needs extracting; log u = k ln2 + log m, m = u or u / 2 in
 /// [sqrt(1/2), sqrt(2)], log m = f - f^2/2 + f^3 P(f) with f = m - 1 exact (Cephes' minimax for
@@ -113,17 +135,8 @@ inline batch<float> log1p_unit(const batch<float>& e, const batch<float>& inv) {
   const auto big = u > B(1.41421356237f);
   const B m = xsimd::select(big, u * B(0.5f), u);
   const B k = xsimd::select(big, one, B(0.0f));
-  const B f = m - one, z = f * f;
-  B p = B(7.0376836292e-2f);
-  p = xsimd::fma(p, f, B(-1.1514610310e-1f));
-  p = xsimd::fma(p, f, B(1.1676998740e-1f));
-  p = xsimd::fma(p, f, B(-1.2420140846e-1f));
-  p = xsimd::fma(p, f, B(1.4249322787e-1f));
-  p = xsimd::fma(p, f, B(-1.6668057665e-1f));
-  p = xsimd::fma(p, f, B(2.0000714765e-1f));
-  p = xsimd::fma(p, f, B(-2.4999993993e-1f));
-  p = xsimd::fma(p, f, B(3.3333331174e-1f));
-  const B y = xsimd::fma(f * z, p, B(-0.5f) * z);
+  const B f = m - one;
+  const B y = log1p_mantissa(f);
   const B c = e - (u - one);  // exact: u - 1 is exact for u in [1, 2]
   return xsimd::fma(k, B(0.693359375f), f + xsimd::fma(k, B(-2.12194440e-4f), xsimd::fma(c, inv, y)));
 }
@@ -146,20 +159,30 @@ inline batch<float> log1p_pos(const batch<float>& r, const batch<float>& inv) {
   const auto big = mant > I(0x3fb504f3);
   const B m = xsimd::select(xsimd::bool_cast(big), xsimd::bitwise_cast<B>(mant) * B(0.5f), xsimd::bitwise_cast<B>(mant));
   const B k = xsimd::to_float((bits >> 23) - I(127) + xsimd::select(big, I(1), I(0)));
-  const B f = m - one, z = f * f;
-  B p = B(7.0376836292e-2f);
-  p = xsimd::fma(p, f, B(-1.1514610310e-1f));
-  p = xsimd::fma(p, f, B(1.1676998740e-1f));
-  p = xsimd::fma(p, f, B(-1.2420140846e-1f));
-  p = xsimd::fma(p, f, B(1.4249322787e-1f));
-  p = xsimd::fma(p, f, B(-1.6668057665e-1f));
-  p = xsimd::fma(p, f, B(2.0000714765e-1f));
-  p = xsimd::fma(p, f, B(-2.4999993993e-1f));
-  p = xsimd::fma(p, f, B(3.3333331174e-1f));
-  const B y = xsimd::fma(f * z, p, B(-0.5f) * z);
+  const B f = m - one;
+  const B y = log1p_mantissa(f);
   return xsimd::fma(k, B(0.693359375f), f + xsimd::fma(k, B(-2.12194440e-4f), xsimd::fma(c, inv, y)));
 }
 inline batch<double> log1p_pos(const batch<double>& r, const batch<double>&) { return xsimd::log1p(r); }
+
+/// The same for one float (the rows kernel's per-row epilogue: glibc's log1pf was 17% of LMF at
+/// C = 100); the same bits, polynomial and correction as the batch version. Double: std::log1p.
+inline float log1p_pos(float r) {
+  const float u = 1.0f + r;
+  const float c = r > 1.0f ? 1.0f - (u - r) : r - (u - 1.0f);
+  std::uint32_t bits;
+  std::memcpy(&bits, &u, sizeof bits);
+  std::uint32_t mant = (bits & 0x007fffffu) | 0x3f800000u;
+  const bool big = mant > 0x3fb504f3u;
+  float m;
+  std::memcpy(&m, &mant, sizeof m);
+  if (big) m *= 0.5f;
+  const float k = float(int(bits >> 23) - 127 + (big ? 1 : 0));
+  const float f = m - 1.0f;
+  const float y = log1p_mantissa(f);
+  return mul_add(k, 0.693359375f, f + mul_add(k, -2.12194440e-4f, c / u + y));
+}
+inline double log1p_pos(double r) { return std::log1p(r); }
 
 /// 1 - exp(-u) for u >= 0 without cancellation (-expm1(-u)); u is clamped to 60 first (1 - e^-60
 /// is 1 in double), so xsimd's expm1 never converts an out-of-range value to an integer.
