@@ -1,6 +1,7 @@
 // lmf/plan.hpp — backend-neutral: what a call computes before any kernel runs, for the CPU
-// backend (cpu/) and, when it exists, the CUDA header (it uses no CPU-only header). From the loss's terms, the reduction, the batch's totals
-// (this process's, or summed over every shard of a data-parallel batch) and the caller's
+// backend (cpu/) and the CUDA header (cuda/). It uses no CPU-only header; what runs on the
+// device (plan_term, term_value, term_row) is LMF_HOST_DEVICE. From the loss's terms, the
+// reduction, the batch's totals (this process's, or summed over every shard of a data-parallel batch) and the caller's
 // grad_scale it derives each term's plain scales (TermParams), and from the kernels' per-term
 // sums it forms the value. Kernels know nothing of reductions, totals or presets.
 //
@@ -149,13 +150,77 @@ Status check_totals(const LossSpec<T>& spec, const Totals& totals, const Totals&
   return {};
 }
 
-/// The kernels' terms: for a mean, scales 1/D_t from the totals (scaled exactly by 2^1000 when D
-/// is below 2^-900, see TermParams); the term weight and grad_scale in the gradient factor; a
-/// batch-mean term becomes a cross-entropy term (gamma 0) whose gradient factor carries phi'(M).
+/// What the plan needs of a term, without Eigen (the CUDA header builds these on the host with
+/// device pointers). Per-class pointers: null = the default (a 1, m 0, b 0, w 1).
+template <class T>
+struct TermScalars {
+  T weight;
+  T s;
+  T gamma;
+  T label_smoothing;
+  const T* a;
+  const T* m;
+  const T* b;
+  const T* w;
+  Accum w_sum;  ///< sum_c w_c (C when unweighted)
+  FocusOn focus_on;
+};
+
+template <class T>
+TermScalars<T> term_scalars(const Term<T>& term, Index classes) {
+  return TermScalars<T>{term.weight,
+                        term.s,
+                        term.gamma,
+                        term.label_smoothing,
+                        term.a.size() ? term.a.data() : nullptr,
+                        term.m.size() ? term.m.data() : nullptr,
+                        term.b.size() ? term.b.data() : nullptr,
+                        term.w.size() ? term.w.data() : nullptr,
+                        term.w.size() ? term.w.template cast<Accum>().sum() : Accum(classes),
+                        term.focus_on};
+}
+
+/// One term as the kernels see it (the CPU's plan_terms and the CUDA plan kernel both call this):
+/// for a mean, scales 1/D from the denominator `den` (scaled exactly by 2^1000 when D is below
+/// 2^-900, see TermParams); the term weight and grad_scale in the gradient factor; a batch-mean
+/// term becomes a cross-entropy term (gamma 0) whose gradient factor carries phi'(M), M = `mean`.
 /// A zero denominator (no counted row, or all their weights 0) gives the term 0 with a zero
 /// gradient, where PyTorch returns 0/0 = NaN (docs/api.md).
-/// `means`, if given, are the batch-mean terms' M computed directly (one process: more precise
-/// than S / D when D is tiny); otherwise M = S / D from the totals.
+template <class T>
+LMF_HOST_DEVICE TermParams<T> plan_term(const TermScalars<T>& term, Index classes, Accum den, T grad_scale,
+                                        Accum mean) {
+  const Accum weight_scale = den > 0 && den < 0x1p-900 ? 0x1p1000 : Accum(1);
+  const Accum inv = den > 0 ? Accum(1) / (den * weight_scale) : Accum(0);
+  Accum factor = Accum(term.weight) * Accum(grad_scale);
+  T gamma = term.gamma;
+  if (term.focus_on == FocusOn::batch_mean) {
+    factor *= Accum(math::focus(static_cast<T>(mean), term.gamma).derivative);
+    gamma = T(0);
+  }
+  const Accum eps = Accum(term.label_smoothing);
+  const Accum smooth = classes > 0 ? eps / Accum(classes) : Accum(0);
+  TermParams<T> p;
+  p.s = term.s;
+  p.gamma = gamma;
+  p.a = term.a;
+  p.m = term.m;
+  p.b = term.b;
+  p.w = term.w;
+  p.weight_scale = weight_scale;
+  p.value_scale = inv;
+  p.grad_scale = factor * inv;
+  p.weight_inside = term.focus_on == FocusOn::weighted_row;
+  p.one_minus_eps = static_cast<T>(Accum(1) - eps);
+  p.smooth = static_cast<T>(smooth);
+  p.w_sum = static_cast<T>(term.w_sum);
+  p.smooth_mass = static_cast<T>(smooth * term.w_sum * weight_scale * factor * inv) * term.s;
+  p.smooth_grad = static_cast<T>(smooth * weight_scale * factor * inv) * term.s;
+  return p;
+}
+
+/// The kernels' terms for a whole loss (plan_term per term); the denominators come from
+/// `totals`; `means`, if given, are the batch-mean terms' M computed directly (one process: more
+/// precise than S / D when D is tiny); otherwise M = S / D from the totals.
 template <class T>
 void plan_terms(const LossSpec<T>& spec, Index classes, Reduction reduction, const Totals& totals, T grad_scale,
                 std::array<TermParams<T>, kMaxTerms>& params, std::array<T, kMaxTerms>& weights,
@@ -163,33 +228,8 @@ void plan_terms(const LossSpec<T>& spec, Index classes, Reduction reduction, con
   for (std::size_t t = 0; t < spec.terms.size(); ++t) {
     const Term<T>& term = spec.terms[t];
     const Accum den = reduction == Reduction::mean ? totals[t] : Accum(1);
-    const Accum weight_scale = den > 0 && den < 0x1p-900 ? 0x1p1000 : Accum(1);
-    const Accum inv = den > 0 ? Accum(1) / (den * weight_scale) : Accum(0);
-    Accum factor = Accum(term.weight) * Accum(grad_scale);
-    T gamma = term.gamma;
-    if (focused_on_batch(term)) {
-      const Accum m = means ? (*means)[t] : batch_mean(spec, totals, t);
-      factor *= Accum(math::focus(static_cast<T>(m), term.gamma).derivative);
-      gamma = T(0);
-    }
-    const Accum eps = Accum(term.label_smoothing);
-    const Accum smooth = classes > 0 ? eps / Accum(classes) : Accum(0);
-    const Accum w_sum = term.w.size() ? term.w.template cast<Accum>().sum() : Accum(classes);
-    params[t] = TermParams<T>{term.s,
-                              gamma,
-                              term.a.size() ? term.a.data() : nullptr,
-                              term.m.size() ? term.m.data() : nullptr,
-                              term.b.size() ? term.b.data() : nullptr,
-                              term.w.size() ? term.w.data() : nullptr,
-                              weight_scale,
-                              inv,
-                              factor * inv,
-                              term.focus_on == FocusOn::weighted_row,
-                              static_cast<T>(Accum(1) - eps),
-                              static_cast<T>(smooth),
-                              static_cast<T>(w_sum),
-                              static_cast<T>(smooth * w_sum * weight_scale * factor * inv) * term.s,
-                              static_cast<T>(smooth * weight_scale * factor * inv) * term.s};
+    const Accum m = !focused_on_batch(term) ? Accum(0) : means ? (*means)[t] : batch_mean(spec, totals, t);
+    params[t] = plan_term(term_scalars(term, classes), classes, den, grad_scale, m);
     weights[t] = term.weight;
   }
 }
@@ -208,23 +248,74 @@ Status check_params(const LossSpec<T>& spec, const std::array<TermParams<T>, kMa
   return {};
 }
 
-/// The value from the kernels' per-term sums (each already divided by its denominator):
-/// sum_t weight_t * sums_t. A batch-mean term's value is phi(M); with totals from other shards,
-/// this shard's part of it, phi(M) * (its share of S), so that the shards' values add up.
+/// One term's share of the value, weight_t * (its sum), from the kernels' sum for it (already
+/// divided by its denominator). A batch-mean term's value is phi(M); with totals from other
+/// shards (whole_batch false), this shard's part of it, phi(M) * (its share of S), so that the
+/// shards' values add up.
+template <class T>
+LMF_HOST_DEVICE Accum term_value(const TermScalars<T>& term, Accum sum, Accum mean, bool whole_batch) {
+  Accum v = sum;
+  if (term.focus_on == FocusOn::batch_mean) {
+    const Accum phi = Accum(math::focus(static_cast<T>(mean), term.gamma).value);
+    v = whole_batch ? phi : (mean > 0 ? phi * (sum / mean) : Accum(0));
+  }
+  return Accum(term.weight) * v;
+}
+
+/// The value from the kernels' per-term sums: sum_t term_value.
 template <class T>
 Accum plan_value(const LossSpec<T>& spec, const Totals& totals, const std::array<Accum, kMaxTerms>& sums,
                  bool whole_batch, const std::array<Accum, kMaxTerms>* means = nullptr) {
   Accum total = 0;
   for (std::size_t t = 0; t < spec.terms.size(); ++t) {
-    Accum v = sums[t];
-    if (focused_on_batch(spec.terms[t])) {
-      const Accum m = means ? (*means)[t] : batch_mean(spec, totals, t);
-      const Accum phi = Accum(math::focus(static_cast<T>(m), spec.terms[t].gamma).value);
-      v = whole_batch ? phi : (m > 0 ? phi * (sums[t] / m) : Accum(0));
-    }
-    total += Accum(spec.terms[t].weight) * v;
+    const Term<T>& term = spec.terms[t];
+    const Accum m = !focused_on_batch(term) ? Accum(0) : means ? (*means)[t] : batch_mean(spec, totals, t);
+    total += term_value(term_scalars(term, 0), sums[t], m, whole_batch);
   }
   return total;
+}
+
+/// What one term makes of one row once its cross entropy l is known: the row's value of the term
+/// (w_y phi(l); with label smoothing (1 - eps) w_y l + (eps / C) q; with the weight inside
+/// phi(w_y l)), its share of the term's sum (times value_scale, in double), and the gradient
+/// factor coef of (softmax - onehot) (label smoothing's own parts come from TermParams).
+template <class T>
+struct TermRow {
+  T value;
+  Accum contribution;
+  T coef;
+};
+
+/// The per-row epilogue shared by every kernel, CPU and CUDA (the CPU lanes kernel has the same
+/// formulas on vectors). rest = sum_{c != k} exp(z_c - z_k); wd = sum_c w_c (z_c - z_k) (label
+/// smoothing only); plain() gives phi and phi' at l when the weight is not inside (each kernel
+/// forms 1 - p_t its own way). With the weight inside, phi(w_y l) is taken in double: w_y l may
+/// overflow T.
+template <class T, class PlainFocus>
+LMF_HOST_DEVICE TermRow<T> term_row(const TermParams<T>& p, T wy, T l, T rest, T wd, PlainFocus&& plain) {
+  const Accum w = Accum(wy) * p.weight_scale;
+  math::Focus<T> f;
+  T value;
+  Accum contribution;
+  if (p.weight_inside) {
+    const math::Focus<Accum> fi = math::focus(Accum(wy) * Accum(l), Accum(p.gamma));
+    f = {static_cast<T>(fi.value), static_cast<T>(fi.derivative)};
+    value = f.value;
+    contribution = (p.weight_scale * p.value_scale) * fi.value;
+  } else {
+    f = plain();
+    if (p.smooth != T(0)) {  // (gamma 0: phi(l) = l)
+      const T q = p.w_sum * std::log1p(rest) - wd;  // sum_c w_c (logsumexp(z) - z_c) >= 0
+      value = p.one_minus_eps * wy * l + p.smooth * q;
+      contribution = (Accum(p.one_minus_eps) * Accum(wy) * Accum(l) + Accum(p.smooth) * Accum(q)) * p.weight_scale *
+                     p.value_scale;
+    } else {
+      value = wy * f.value;
+      contribution = (w * p.value_scale) * Accum(f.value);
+    }
+  }
+  const T coef = static_cast<T>(w * p.grad_scale * Accum(p.one_minus_eps)) * f.derivative * p.s;
+  return {value, contribution, coef};
 }
 
 }  // namespace detail

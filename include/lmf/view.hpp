@@ -24,13 +24,13 @@ struct Layout {
   Index inner_stride = 0;   ///< elements between pixel d and d + 1 (unused when inner == 1)
 
   /// Rows: samples * inner.
-  Index rows() const { return samples * inner; }
+  LMF_HOST_DEVICE Index rows() const { return samples * inner; }
   /// Offset of (sample n, pixel d, class c).
-  Index offset(Index n, Index d, Index c) const {
+  LMF_HOST_DEVICE Index offset(Index n, Index d, Index c) const {
     return n * sample_stride + d * inner_stride + c * class_stride;
   }
   /// Offset of class 0 of row i = n * inner + d.
-  Index row_offset(Index i) const {
+  LMF_HOST_DEVICE Index row_offset(Index i) const {
     if (inner == 1) return i * sample_stride;
     return offset(i / inner, i % inner, 0);
   }

@@ -96,8 +96,11 @@ bool params_have_subnormals(const KernelArgs<T, L>& k) {
   bool any = any_subnormal(k.term_weights, k.n_terms);
   for (int t = 0; t < k.n_terms; ++t) {
     const TermParams<T>& p = k.terms[t];
-    for (T v : {p.s, p.gamma, p.one_minus_eps, p.smooth, p.w_sum, p.smooth_mass, p.smooth_grad}) any |= is_subnormal(v);
-    for (Accum v : {p.weight_scale, p.value_scale, p.grad_scale}) any |= is_subnormal(v);
+    // (named arrays, not braced lists in the range-for: nvcc's front end mis-parses those)
+    const T scalars[] = {p.s, p.gamma, p.one_minus_eps, p.smooth, p.w_sum, p.smooth_mass, p.smooth_grad};
+    const Accum scales[] = {p.weight_scale, p.value_scale, p.grad_scale};
+    for (T v : scalars) any |= is_subnormal(v);
+    for (Accum v : scales) any |= is_subnormal(v);
     any |= any_subnormal(p.a, C) || any_subnormal(p.m, C) || any_subnormal(p.b, C) || any_subnormal(p.w, C);
     // the gradient factor each row starts from, rounded to T (term_row: T(w_y weight_scale
     // grad_scale (1 - eps))): a tiny caller grad_scale over a large denominator can make it
