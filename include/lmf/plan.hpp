@@ -291,6 +291,10 @@ struct TermRow {
 /// smoothing only); plain() gives phi and phi' at l when the weight is not inside (each kernel
 /// forms 1 - p_t its own way). With the weight inside, phi(w_y l) is taken in double: w_y l may
 /// overflow T.
+// (plain is a host lambda on the CPU, a device lambda in the CUDA kernels: no cross-space check)
+#if defined(__CUDACC__)
+#pragma nv_exec_check_disable
+#endif
 template <class T, class PlainFocus>
 LMF_HOST_DEVICE TermRow<T> term_row(const TermParams<T>& p, T wy, T l, T rest, T wd, PlainFocus&& plain) {
   const Accum w = Accum(wy) * p.weight_scale;

@@ -1,0 +1,644 @@
+// lmf/cuda/kernels.cuh — the device side of lmf/cuda.cuh: the plan's numbers on the device and
+// the four kernels of a call, all on the caller's stream, in this order:
+//
+//   1. check_kernel   every label (in range or ignore_index), every logit of a counted row
+//                     (finite, within the overflow limit), this batch's totals (each term's
+//                     denominator; for batch-mean terms, their cross-entropy sums): per-block
+//                     partial sums in the workspace, the first bad input by integer atomicMin.
+//   2. plan_kernel    one block: the partials summed in a fixed order, the caller's totals
+//                     checked, the status decided, each term's TermParams from plan_term
+//                     (plan.hpp, the CPU's own code): nothing below runs unless all is valid.
+//   3. loss_kernel    per row: max and sum of exponentials of every term in one read of the row
+//                     (online softmax), the per-row epilogue (term_row, plan.hpp), the gradient
+//                     in a second read and one write; per-block partial sums of the value.
+//   4. finish_kernel  one block: the value from the partials (fixed order, term_value) and the
+//                     status copied where DeviceLoss::status reads it.
+//
+// Rows are handled by a group of G threads: G = 1 (a thread per row: few classes, or classes
+// strided as in column-major and (N, C, d...) layouts, where neighbouring threads read
+// neighbouring rows: coalesced), G = 32 (a warp per row) or G = 256 (a block per row: many
+// classes). Dense row-major batches with few classes are staged through shared memory: a block
+// loads its 256 rows as one contiguous, coalesced span, computes from shared memory and stores
+// the gradient the same way. Every reduction has a fixed order (sequential per thread, xor
+// butterflies, then warps in index order) and there is no floating-point atomic, so the results
+// are bitwise identical from run to run for a given batch shape.
+#pragma once
+
+#include <lmf/math/row.hpp>
+#include <lmf/plan.hpp>
+#include <lmf/view.hpp>
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <type_traits>
+
+namespace lmf {
+namespace cuda {
+
+/// What DeviceLoss::status found (the device's status word; lmf::Status carries the message).
+enum class StatusCode : int {
+  ok = 0,
+  bad_label = 1,      ///< a label outside [0, C) that is not ignore_index
+  bad_logit = 2,      ///< a logit of a counted row that is not finite or beyond the overflow limit
+  bad_totals = 3,     ///< the caller's totals: an entry not finite or < 0 (term = the entry)
+  small_totals = 4,   ///< the caller's totals: a denominator below this batch's own (term)
+  batch_mean_range = 5,  ///< the caller's totals: a batch-mean M beyond T's range (term)
+  smoothing_overflow = 6,  ///< label smoothing's factors overflow T (term)
+  invalid_call = 7,   ///< rejected on the host (shapes, pointers, workspace): see the message
+};
+
+namespace detail {
+
+using lmf::detail::Accum;
+using lmf::detail::kMaxTerms;
+using lmf::detail::TermParams;
+using lmf::detail::TermScalars;
+
+constexpr int kThreads = 256;              ///< threads per block of the row kernels
+constexpr int kWarps = kThreads / 32;
+constexpr long long kMaxBlocks = 2048;     ///< grid of the row kernels (fixed: deterministic sums)
+constexpr unsigned long long kNone = ~0ull;
+constexpr int kStageMaxClasses = 32;       ///< dense row-major float batches up to this C are staged
+
+/// The status word of a call, in the workspace (and copied to DeviceLoss's record at the end).
+struct DeviceStatus {
+  unsigned long long bad_label_row;  ///< first row with a bad label (kNone: none)
+  unsigned long long bad_logit;      ///< first bad logit, as row * C + class (kNone: none)
+  int code;                          ///< StatusCode
+  int term;                          ///< the term or totals entry a totals/smoothing code names
+  long long row, cls, label;
+  double value, bound;
+};
+
+/// How a row is read: the group size G, and whether the rows of a block are staged.
+enum class Mode : int { thread = 0, staged = 1, warp = 2, block = 3 };
+
+/// Logits' element types and their conversions to the math type T (fp32 for float, __half and
+/// __nv_bfloat16; double for double), rounding to nearest on the way back.
+template <class T, class In>
+struct Convert;
+template <class T>
+struct Convert<T, T> {
+  static __device__ __forceinline__ T load(T v) { return v; }
+  static __device__ __forceinline__ T store(T v) { return v; }
+};
+template <>
+struct Convert<float, __half> {
+  static __device__ __forceinline__ float load(__half v) { return __half2float(v); }
+  static __device__ __forceinline__ __half store(float v) { return __float2half_rn(v); }
+};
+template <>
+struct Convert<float, __nv_bfloat16> {
+  static __device__ __forceinline__ float load(__nv_bfloat16 v) { return __bfloat162float(v); }
+  static __device__ __forceinline__ __nv_bfloat16 store(float v) { return __float2bfloat16_rn(v); }
+};
+
+/// Everything a kernel needs of the loss and the call, passed by value.
+template <class T>
+struct Plan {
+  int n_terms;
+  int n_batch;  ///< batch-mean terms (seed-code preset)
+  TermScalars<T> terms[kMaxTerms];  ///< per-class pointers on the device
+  int mean_over[kMaxTerms];         ///< MeanOver of each term
+  Reduction reduction;
+  long long ignore_index;
+  T limit;  ///< largest |x| accepted (validate.hpp's logit_limit)
+  Layout layout;
+  Mode mode;
+  int grid;  ///< blocks of check_kernel and loss_kernel
+  bool validate_logits;
+  const double* totals;  ///< the caller's totals (device), or null: this batch is the whole batch
+  int totals_size;
+  T grad_scale;
+};
+
+/// The start of the workspace: what the plan kernel decides, read by the kernels after it.
+template <class T>
+struct Scratch {
+  DeviceStatus status;
+  TermParams<T> params[kMaxTerms];
+  double totals[Totals::capacity];  ///< this batch's totals
+  double means[kMaxTerms];          ///< batch-mean terms' M
+  int ok;
+};
+
+/// The largest finite T (std::numeric_limits is host-only without --expt-relaxed-constexpr).
+template <class T>
+__host__ __device__ constexpr double max_of() {
+  return std::is_same<T, float>::value ? 3.4028234663852886e38 : 1.7976931348623157e308;
+}
+
+__host__ __device__ constexpr std::size_t align_up(std::size_t n) { return (n + 255) / 256 * 256; }
+
+/// Workspace: the scratch, then check_kernel's partials (grid x 2 kMaxTerms doubles), then
+/// loss_kernel's (grid x kMaxTerms doubles).
+template <class T>
+std::size_t workspace_size(int grid) {
+  return align_up(sizeof(Scratch<T>)) + align_up(sizeof(double) * std::size_t(grid) * 2 * kMaxTerms) +
+         align_up(sizeof(double) * std::size_t(grid) * kMaxTerms);
+}
+template <class T>
+__host__ __device__ inline double* check_partials(void* ws) {
+  return reinterpret_cast<double*>(static_cast<char*>(ws) + align_up(sizeof(Scratch<T>)));
+}
+template <class T>
+__host__ __device__ inline double* loss_partials(void* ws, int grid) {
+  return reinterpret_cast<double*>(static_cast<char*>(ws) + align_up(sizeof(Scratch<T>)) +
+                                   align_up(sizeof(double) * std::size_t(grid) * 2 * kMaxTerms));
+}
+
+/// The mode for a batch: a thread per row when the classes are strided (column-major, (N, C,
+/// d...)) or few, a warp per row up to 1024 classes, a block per row beyond; staged when the
+/// batch is dense row-major with few classes and the math is fp32.
+template <class T>
+Mode choose_mode(const Layout& l) {
+  const bool rows_contiguous = l.class_stride == 1 && (l.inner == 1 || l.classes == 1);
+  if (!rows_contiguous) return Mode::thread;
+  if (l.classes <= kStageMaxClasses) {
+    const bool dense = l.inner == 1 && l.sample_stride == l.classes;
+    return dense && std::is_same<T, float>::value ? Mode::staged : Mode::thread;
+  }
+  return l.classes <= 1024 ? Mode::warp : Mode::block;
+}
+
+inline int rows_per_block(Mode m) { return m == Mode::warp ? kWarps : m == Mode::block ? 1 : kThreads; }
+
+inline int grid_for(Mode m, Index rows) {
+  const long long per = rows_per_block(m);
+  const long long blocks = (static_cast<long long>(rows) + per - 1) / per;
+  return int(blocks < 1 ? 1 : blocks > kMaxBlocks ? kMaxBlocks : blocks);
+}
+
+// ---- labels ---------------------------------------------------------------------------------
+
+template <class L>
+__device__ __forceinline__ bool is_ignored(L v, long long ignore) {
+  return static_cast<long long>(v) == ignore;
+}
+template <class L>
+__device__ __forceinline__ bool in_range(L v, Index C) {
+  return static_cast<long long>(v) >= 0 && static_cast<long long>(v) < static_cast<long long>(C);
+}
+
+/// The weight a counted row with label y adds to term t's denominator.
+template <class T>
+__device__ __forceinline__ double denominator_weight(const Plan<T>& p, int t, Index y) {
+  const TermScalars<T>& term = p.terms[t];
+  if (p.mean_over[t] != int(MeanOver::target_weights) || term.w == nullptr) return 1.0;
+  return double(term.w[y]);
+}
+
+// ---- one row: online softmax over a group's classes -----------------------------------------
+
+/// A term's running state over some classes of a row: the maximal adjusted logit so far (its
+/// class `top` and raw parts a x, margin, b), rest = sum over the other classes seen of
+/// exp(z_c - z_top), and u = sum_c w_c (z_c - z_ref) (label smoothing, z_ref = class 0's).
+/// top < 0: no class seen.
+template <class T>
+struct TermState {
+  int top;
+  T ax, m, b, rest, u;
+};
+
+template <class T>
+__device__ __forceinline__ TermState<T> empty_state() {
+  return TermState<T>{-1, T(0), T(0), T(0), T(0), T(0)};
+}
+
+/// Adds class c (raw parts ax = a_c x_c, margin mc, offset bc) to st. Classes arrive in
+/// increasing order within a thread, so on a tie the first class stays the maximum, as on the CPU.
+template <class T>
+__device__ __forceinline__ void absorb(TermState<T>& st, int c, T ax, T mc, T bc, T s) {
+  if (st.top < 0) {
+    st.top = c, st.ax = ax, st.m = mc, st.b = bc;
+    return;
+  }
+  const T d = math::adjusted_difference(ax, st.ax, mc, st.m, bc, st.b, s);  // z_c - z_top
+  if (d > T(0)) {
+    st.rest = (T(1) + st.rest) * std::exp(-d);
+    st.top = c, st.ax = ax, st.m = mc, st.b = bc;
+  } else {
+    st.rest += std::exp(d);
+  }
+}
+
+/// The state of the union of two disjoint sets of classes. Exactly commutative (the winner is
+/// decided by z and then by the lower class index, and every operation is symmetric), so both
+/// partners of a butterfly hold the same bits afterwards.
+template <class T>
+__device__ __forceinline__ TermState<T> merge(const TermState<T>& A, const TermState<T>& B, T s) {
+  if (B.top < 0) return A;
+  if (A.top < 0) return B;
+  const T d = math::adjusted_difference(B.ax, A.ax, B.m, A.m, B.b, A.b, s);  // z_B - z_A, exactly -(z_A - z_B)
+  const bool b_wins = d > T(0) || (d == T(0) && B.top < A.top);
+  TermState<T> W = b_wins ? B : A;
+  const TermState<T>& Lo = b_wins ? A : B;
+  W.rest = W.rest + (T(1) + Lo.rest) * std::exp(b_wins ? -d : d);
+  W.u = A.u + B.u;
+  return W;
+}
+
+template <class T>
+__device__ __forceinline__ TermState<T> shfl_xor(TermState<T> s, int offset) {
+  s.top = __shfl_xor_sync(0xffffffffu, s.top, offset);
+  s.ax = __shfl_xor_sync(0xffffffffu, s.ax, offset);
+  s.m = __shfl_xor_sync(0xffffffffu, s.m, offset);
+  s.b = __shfl_xor_sync(0xffffffffu, s.b, offset);
+  s.rest = __shfl_xor_sync(0xffffffffu, s.rest, offset);
+  s.u = __shfl_xor_sync(0xffffffffu, s.u, offset);
+  return s;
+}
+
+/// Merges the states of the G threads of a row's group (fixed order; every thread ends with
+/// the same bits). Block mode uses `shared` (kWarps x kMaxTerms states) and synchronises the
+/// block; afterwards every read of the row by the group has completed, so the gradient may be
+/// written over the logits (in place).
+template <int G, class T>
+__device__ __forceinline__ void group_merge(const Plan<T>& p, TermState<T>* st, TermState<T>* shared) {
+  if constexpr (G > 1) {
+    for (int t = 0; t < p.n_terms; ++t)
+      for (int o = 16; o > 0; o >>= 1) st[t] = merge(st[t], shfl_xor(st[t], o), p.terms[t].s);
+    if constexpr (G == 32) {
+      __syncwarp();
+    } else {
+      const int warp = threadIdx.x / 32;
+      if (threadIdx.x % 32 == 0)
+        for (int t = 0; t < p.n_terms; ++t) shared[warp * kMaxTerms + t] = st[t];
+      __syncthreads();
+      for (int t = 0; t < p.n_terms; ++t) {
+        TermState<T> acc = shared[t];
+        for (int w = 1; w < kWarps; ++w) acc = merge(acc, shared[w * kMaxTerms + t], p.terms[t].s);
+        st[t] = acc;
+      }
+      __syncthreads();  // shared is reused by the next row
+    }
+  }
+}
+
+/// Sums K doubles per thread over the block (fixed order: xor butterflies in each warp, then the
+/// warps in index order); thread k < K returns sum k.
+template <int K>
+__device__ __forceinline__ double block_sum(double (&v)[K], int k_out) {
+  __shared__ double warp_sums[kWarps][K];
+#pragma unroll
+  for (int k = 0; k < K; ++k)
+    for (int o = 16; o > 0; o >>= 1) v[k] += __shfl_xor_sync(0xffffffffu, v[k], o);
+  if (threadIdx.x % 32 == 0)
+    for (int k = 0; k < K; ++k) warp_sums[threadIdx.x / 32][k] = v[k];
+  __syncthreads();
+  double total = 0;
+  if (k_out < K)
+    for (int w = 0; w < kWarps; ++w) total += warp_sums[w][k_out];
+  return total;
+}
+
+/// Where a row lives: in global memory (any class stride) or in a block's shared tile.
+template <class T, class In>
+struct GlobalRow {
+  const In* x;
+  In* g;  ///< null: no gradient
+  Index stride;
+  __device__ __forceinline__ T load(Index c) const { return Convert<T, In>::load(x[c * stride]); }
+  __device__ __forceinline__ void store(Index c, T v) const {
+    if (g) g[c * stride] = Convert<T, In>::store(v);
+  }
+};
+template <class T>
+struct SharedRow {
+  T* row;
+  __device__ __forceinline__ T load(Index c) const { return row[c]; }
+  __device__ __forceinline__ void store(Index c, T v) const { row[c] = v; }
+};
+
+/// The flag of a bad logit (not finite, or beyond the limit): false.
+template <class T>
+__device__ __forceinline__ bool logit_ok(T v, T limit) {
+  return std::abs(v) <= limit;  // false for NaN too
+}
+
+/// Statistics of a row for the terms in `which` (bit t: term t): one read of the lane's
+/// classes. Also finds the row's first bad logit among them (kNone if none) when `check`.
+/// x0 is class 0's logit, the reference of label smoothing's sum (read by every lane).
+template <int G, class T, class Row>
+__device__ __forceinline__ unsigned long long row_stats(const Plan<T>& p, const Row& row, Index y, T x0, int lane,
+                                                        unsigned which, const bool* smooth, bool check,
+                                                        TermState<T>* st) {
+  const Index C = p.layout.classes;
+  unsigned long long bad = kNone;
+  for (int t = 0; t < p.n_terms; ++t) st[t] = empty_state<T>();
+  for (Index c = lane; c < C; c += G) {
+    const T xc = row.load(c);
+    if (check && bad == kNone && !logit_ok(xc, p.limit)) bad = static_cast<unsigned long long>(c);
+#pragma unroll
+    for (int t = 0; t < kMaxTerms; ++t) {
+      if (t >= p.n_terms) break;
+      if (!(which & (1u << t))) continue;
+      const TermScalars<T>& q = p.terms[t];
+      const T ax = (q.a ? q.a[c] : T(1)) * xc;
+      const T mc = c == y && q.m ? q.m[y] : T(0);
+      const T bc = q.b ? q.b[c] : T(0);
+      absorb(st[t], int(c), ax, mc, bc, q.s);
+      if (smooth[t]) {
+        const T ax0 = (q.a ? q.a[0] : T(1)) * x0;
+        const T m0 = y == 0 && q.m ? q.m[0] : T(0);
+        const T b0 = q.b ? q.b[0] : T(0);
+        st[t].u += (q.w ? q.w[c] : T(1)) * math::adjusted_difference(ax, ax0, mc, m0, bc, b0, q.s);
+      }
+    }
+  }
+  return bad;
+}
+
+/// l = logsumexp(z) - z_y of term t from its merged state (xy: the label's logit).
+template <class T>
+__device__ __forceinline__ T row_cross_entropy(const TermScalars<T>& q, const TermState<T>& st, Index y, T xy, T& dy) {
+  const T ay = (q.a ? q.a[y] : T(1)) * xy;
+  const T my = q.m ? q.m[y] : T(0);
+  const T by = q.b ? q.b[y] : T(0);
+  dy = Index(st.top) == y ? T(0) : math::adjusted_difference(ay, st.ax, my, st.m, by, st.b, q.s);
+  return math::cross_entropy_from(dy, st.rest);
+}
+
+// ---- the kernels ----------------------------------------------------------------------------
+
+/// Runs body(row_index, Row, lane) over the rows for the mode; staged tiles are loaded before and
+/// (when `writes`) stored after. Every thread of a block runs the same number of iterations.
+template <Mode M, class T, class In, class Body>
+__device__ __forceinline__ void for_each_row(const Plan<T>& p, const In* x, In* g, bool writes, Body&& body) {
+  const Layout& l = p.layout;
+  const Index rows = l.rows(), C = l.classes;
+  if (M == Mode::staged) {
+    __shared__ T tile[kThreads * (kStageMaxClasses + 1)];
+    const Index pitch = C | 1;  // odd: a thread per row hits distinct banks
+    for (Index r0 = Index(blockIdx.x) * kThreads; r0 < rows; r0 += Index(gridDim.x) * kThreads) {
+      const Index count = rows - r0 < kThreads ? rows - r0 : Index(kThreads);
+      const In* src = x + r0 * C;
+      for (Index e = threadIdx.x; e < count * C; e += kThreads) tile[(e / C) * pitch + e % C] = Convert<T, In>::load(src[e]);
+      __syncthreads();
+      if (Index(threadIdx.x) < count) body(r0 + threadIdx.x, SharedRow<T>{tile + threadIdx.x * pitch}, 0);
+      __syncthreads();
+      if (writes && g) {
+        In* dst = g + r0 * C;
+        for (Index e = threadIdx.x; e < count * C; e += kThreads) dst[e] = Convert<T, In>::store(tile[(e / C) * pitch + e % C]);
+      }
+      __syncthreads();
+    }
+  } else if (M == Mode::thread) {
+    for (Index i = Index(blockIdx.x) * kThreads + threadIdx.x; i < rows; i += Index(gridDim.x) * kThreads) {
+      const Index off = l.row_offset(i);
+      body(i, GlobalRow<T, In>{x + off, g ? g + off : nullptr, l.class_stride}, 0);
+    }
+  } else {
+    constexpr int G = M == Mode::warp ? 32 : kThreads;
+    const Index per_block = kThreads / G;
+    const int lane = threadIdx.x % G;
+    // every thread of the block runs the same number of iterations (block mode synchronises)
+    for (Index base = Index(blockIdx.x) * per_block; base < rows; base += Index(gridDim.x) * per_block) {
+      const Index i = base + threadIdx.x / G;
+      if (G == 32 && i >= rows) continue;  // whole warps leave together
+      const Index off = l.row_offset(i);
+      body(i, GlobalRow<T, In>{x + off, g ? g + off : nullptr, l.class_stride}, lane);
+    }
+  }
+}
+
+template <Mode M>
+__host__ __device__ constexpr int group_of() {
+  return M == Mode::warp ? 32 : M == Mode::block ? kThreads : 1;
+}
+
+/// Pass 1: labels, logits (when p.validate_logits) and this batch's totals. Writes per-block
+/// partials [D_0..D_3, S_0..S_3] and, by atomicMin, the first bad label row and the first bad
+/// logit (row * C + class) of a counted row.
+template <Mode M, class T, class In, class L>
+__global__ void __launch_bounds__(kThreads) check_kernel(Plan<T> p, const In* x, const L* labels, void* ws) {
+  constexpr int G = group_of<M>();
+  __shared__ TermState<T> shared[kWarps * kMaxTerms];
+  Scratch<T>* sc = static_cast<Scratch<T>*>(ws);
+  const Index C = p.layout.classes;
+  double acc[2 * kMaxTerms] = {};
+  unsigned batch_terms = 0;
+  bool smooth[kMaxTerms] = {};
+  for (int t = 0; t < p.n_terms; ++t)
+    if (p.terms[t].focus_on == FocusOn::batch_mean) batch_terms |= 1u << t;
+  const bool reads_logits = p.validate_logits || batch_terms != 0;
+  auto body = [&](Index i, const auto& row, int lane) {
+    const L label = labels[i];
+    if (is_ignored(label, p.ignore_index)) return;
+    if (!in_range(label, C)) {
+      if (lane == 0) atomicMin(&sc->status.bad_label_row, static_cast<unsigned long long>(i));
+      return;
+    }
+    const Index y = static_cast<Index>(label);
+    if (lane == 0)
+      for (int t = 0; t < p.n_terms; ++t) acc[t] += denominator_weight(p, t, y);
+    if (!reads_logits) return;
+    TermState<T> st[kMaxTerms];
+    const T x0 = row.load(0);
+    const unsigned long long bad = row_stats<G>(p, row, y, x0, lane, batch_terms, smooth, p.validate_logits, st);
+    if (bad != kNone) atomicMin(&sc->status.bad_logit, static_cast<unsigned long long>(i) * C + bad);
+    if (batch_terms == 0) return;
+    group_merge<G>(p, st, shared);
+    if (lane != 0) return;
+    const T xy = row.load(y);
+    for (int t = 0; t < p.n_terms; ++t) {
+      if (!(batch_terms & (1u << t))) continue;
+      T dy;
+      const T l = row_cross_entropy(p.terms[t], st[t], y, xy, dy);
+      const double wy = p.terms[t].w ? double(p.terms[t].w[y]) : 1.0;
+      if (std::isfinite(l)) acc[kMaxTerms + t] += wy * double(l);  // (a bad logit is reported)
+    }
+  };
+  if (reads_logits || M == Mode::thread)
+    for_each_row<M, T, In>(p, x, static_cast<In*>(nullptr), false, body);
+  else  // labels only: a thread per row, no logit read
+    for_each_row<Mode::thread, T, In>(p, x, static_cast<In*>(nullptr), false, body);
+  double* out = check_partials<T>(ws) + std::size_t(blockIdx.x) * 2 * kMaxTerms;
+  const double s = block_sum(acc, threadIdx.x);
+  if (threadIdx.x < 2 * kMaxTerms) out[threadIdx.x] = s;
+}
+
+/// Pass 2 (one block of 32 threads): this batch's totals, the status, and the terms' params.
+/// `totals_out` (device, may be null): this batch's totals, written only if all is valid.
+template <class T, class In, class L>
+__global__ void plan_kernel(Plan<T> p, const In* x, const L* labels, void* ws, double* totals_out) {
+  Scratch<T>* sc = static_cast<Scratch<T>*>(ws);
+  __shared__ double sums[2 * kMaxTerms];
+  if (threadIdx.x < 2 * kMaxTerms) {
+    const double* part = check_partials<T>(ws);
+    double s = 0;
+    for (int b = 0; b < p.grid; ++b) s += part[std::size_t(b) * 2 * kMaxTerms + threadIdx.x];
+    sums[threadIdx.x] = s;
+  }
+  __syncthreads();
+  if (threadIdx.x != 0) return;
+  DeviceStatus& st = sc->status;
+  const Layout& l = p.layout;
+  const Index C = l.classes, rows = l.rows();
+  // this batch's totals: [D_0 .. D_{n-1}, S of each batch-mean term]
+  double local[Totals::capacity] = {};
+  int b = p.n_terms;
+  for (int t = 0; t < p.n_terms; ++t) {
+    local[t] = p.mean_over[t] == int(MeanOver::all_rows) ? double(rows) : sums[t];
+    if (p.terms[t].focus_on == FocusOn::batch_mean) local[b++] = sums[kMaxTerms + t];
+  }
+  st.code = int(StatusCode::ok);
+  if (st.bad_label_row != kNone) {
+    st.code = int(StatusCode::bad_label);
+    st.row = static_cast<long long>(st.bad_label_row);
+    st.label = static_cast<long long>(labels[st.row]);
+  } else if (st.bad_logit != kNone) {
+    st.code = int(StatusCode::bad_logit);
+    st.row = static_cast<long long>(st.bad_logit / static_cast<unsigned long long>(C));
+    st.cls = static_cast<long long>(st.bad_logit % static_cast<unsigned long long>(C));
+    st.value = double(Convert<T, In>::load(x[l.row_offset(st.row) + st.cls * l.class_stride]));
+    st.bound = double(p.limit);
+  }
+  const double* totals = p.totals ? p.totals : local;
+  if (st.code == 0 && p.totals) {  // lmf::detail::check_totals, on the device
+    for (int i = 0; i < p.totals_size && st.code == 0; ++i)
+      if (!isfinite(totals[i]) || totals[i] < 0) st.code = int(StatusCode::bad_totals), st.term = i, st.value = totals[i];
+    for (int t = 0; t < p.n_terms && st.code == 0; ++t)
+      if (totals[t] < local[t] * (1 - 1e-6))
+        st.code = int(StatusCode::small_totals), st.term = t, st.value = totals[t], st.bound = local[t];
+  }
+  // the batch-mean terms' M = S / D
+  b = p.n_terms;
+  for (int t = 0; t < p.n_terms; ++t) {
+    sc->means[t] = 0;
+    if (p.terms[t].focus_on != FocusOn::batch_mean) continue;
+    const double m = totals[t] > 0 ? totals[b] / totals[t] : 0.0;
+    ++b;
+    sc->means[t] = m;
+    if (st.code == 0 && !(m <= max_of<T>()))
+      st.code = int(StatusCode::batch_mean_range), st.term = t, st.value = m;
+  }
+  for (int t = 0; t < p.n_terms; ++t) {
+    const double den = p.reduction == Reduction::mean ? totals[t] : 1.0;
+    sc->params[t] = lmf::detail::plan_term(p.terms[t], C, den, p.grad_scale, sc->means[t]);
+    if (st.code == 0 && (!isfinite(sc->params[t].smooth_mass) || !isfinite(sc->params[t].smooth_grad)))
+      st.code = int(StatusCode::smoothing_overflow), st.term = t;
+  }
+  for (int i = 0; i < int(Totals::capacity); ++i) sc->totals[i] = local[i];
+  sc->ok = st.code == 0;
+  if (st.code == 0 && totals_out)
+    for (int i = 0; i < p.totals_size; ++i) totals_out[i] = local[i];
+}
+
+/// Pass 3: value and gradient of every row. Does nothing unless the plan kernel found the call
+/// valid. Writes per-block partials of the terms' sums (or the per-row values for reduction
+/// none) and the gradient (g may be x: in place; null: no gradient).
+template <Mode M, class T, class In, class L>
+__global__ void __launch_bounds__(kThreads) loss_kernel(Plan<T> p, const In* x, const L* labels, In* g, T* row_values,
+                                                       void* ws) {
+  constexpr int G = group_of<M>();
+  __shared__ TermState<T> shared[kWarps * kMaxTerms];
+  Scratch<T>* sc = static_cast<Scratch<T>*>(ws);
+  if (!sc->ok) return;
+  const Index C = p.layout.classes;
+  TermParams<T> params[kMaxTerms];
+  bool smooth[kMaxTerms] = {};
+  T weights[kMaxTerms] = {};
+  for (int t = 0; t < p.n_terms; ++t) {
+    params[t] = sc->params[t];
+    smooth[t] = params[t].smooth != T(0);
+    weights[t] = p.terms[t].weight;
+  }
+  const unsigned all_terms = (1u << p.n_terms) - 1;
+  double acc[kMaxTerms] = {};
+  auto body = [&](Index i, const auto& row, int lane) {
+    const L label = labels[i];
+    if (is_ignored(label, p.ignore_index)) {
+      for (Index c = lane; c < C; c += G) row.store(c, T(0));
+      if (row_values && lane == 0) row_values[i] = T(0);
+      return;
+    }
+    const Index y = static_cast<Index>(label);
+    // the label's and class 0's logits, read before the group's merge (in place, a lane's
+    // gradient may overwrite them once it is past the merge)
+    const T xy = row.load(y), x0 = row.load(0);
+    TermState<T> st[kMaxTerms];
+    const unsigned long long bad = row_stats<G>(p, row, y, x0, lane, all_terms, smooth, !p.validate_logits, st);
+    if (bad != kNone) atomicMin(&sc->status.bad_logit, static_cast<unsigned long long>(i) * C + bad);
+    group_merge<G>(p, st, shared);  // every read of the row is done: the gradient may overwrite it
+    T coef[kMaxTerms], inv[kMaxTerms];
+    T row_value = T(0);
+    for (int t = 0; t < p.n_terms; ++t) {
+      const TermParams<T>& q = params[t];
+      T dy;
+      const T l = row_cross_entropy(p.terms[t], st[t], y, xy, dy);
+      const T wy = q.w ? q.w[y] : T(1);
+      const T wd = smooth[t] ? st[t].u - q.w_sum * math::adjusted_difference(st[t].ax, (q.a ? q.a[0] : T(1)) * x0,
+                                                                             st[t].m, y == 0 && q.m ? q.m[0] : T(0),
+                                                                             st[t].b, q.b ? q.b[0] : T(0), q.s)
+                             : T(0);
+      const lmf::detail::TermRow<T> r =
+          lmf::detail::term_row(q, wy, l, st[t].rest, wd, [&] { return math::focus(l, q.gamma); });
+      if (lane == 0) acc[t] += r.contribution;
+      row_value += weights[t] * r.value;
+      coef[t] = r.coef;
+      inv[t] = T(1) / (T(1) + st[t].rest);
+    }
+    if (row_values && lane == 0) row_values[i] = row_value;
+    if (!g) return;
+    for (Index c = lane; c < C; c += G) {
+      const T xc = row.load(c);
+      T gc = T(0);
+      for (int t = 0; t < p.n_terms; ++t) {
+        const TermParams<T>& q = params[t];
+        const T ac = q.a ? q.a[c] : T(1);
+        const T mc = c == y && q.m ? q.m[y] : T(0), bc = q.b ? q.b[c] : T(0);
+        const T e = Index(st[t].top) == c
+                        ? T(1)
+                        : std::exp(math::adjusted_difference(ac * xc, st[t].ax, mc, st[t].m, bc, st[t].b, q.s));
+        gc += coef[t] * ac * math::softmax_minus_onehot(e, c == y, st[t].rest, inv[t]);
+        if (smooth[t]) gc += ac * (q.smooth_mass * (e * inv[t]) - q.smooth_grad * (q.w ? q.w[c] : T(1)));
+      }
+      row.store(c, gc);
+    }
+  };
+  for_each_row<M, T, In>(p, x, g, true, body);
+  double* out = loss_partials<T>(ws, p.grid) + std::size_t(blockIdx.x) * kMaxTerms;
+  const double s = block_sum(acc, threadIdx.x);
+  if (threadIdx.x < kMaxTerms) out[threadIdx.x] = s;
+}
+
+/// Pass 4 (one block of 32 threads): the value (reductions sum and mean) and the status record.
+template <class T, class In>
+__global__ void finish_kernel(Plan<T> p, const In* x, void* ws, T* value, DeviceStatus* record, int* record_ok) {
+  Scratch<T>* sc = static_cast<Scratch<T>*>(ws);
+  __shared__ double sums[kMaxTerms];
+  const bool ok = sc->ok != 0;
+  if (ok && threadIdx.x < kMaxTerms) {
+    const double* part = loss_partials<T>(ws, p.grid);
+    double s = 0;
+    for (int b = 0; b < p.grid; ++b) s += part[std::size_t(b) * kMaxTerms + threadIdx.x];
+    sums[threadIdx.x] = s;
+  }
+  __syncthreads();
+  if (threadIdx.x != 0) return;
+  DeviceStatus st = sc->status;
+  if (ok && st.bad_logit != kNone) {  // logits not validated beforehand: found by the loss kernel
+    const Index C = p.layout.classes;
+    st.code = int(StatusCode::bad_logit);
+    st.row = static_cast<long long>(st.bad_logit / static_cast<unsigned long long>(C));
+    st.cls = static_cast<long long>(st.bad_logit % static_cast<unsigned long long>(C));
+    // (read after the gradient was written: in place, this is the gradient entry's value)
+    st.value = double(Convert<T, In>::load(x[p.layout.row_offset(st.row) + st.cls * p.layout.class_stride]));
+    st.bound = double(p.limit);
+  }
+  if (ok && value && p.reduction != Reduction::none) {
+    double v = 0;
+    for (int t = 0; t < p.n_terms; ++t) v += lmf::detail::term_value(p.terms[t], sums[t], sc->means[t], p.totals == nullptr);
+    *value = static_cast<T>(v);
+  }
+  *record = st;
+  *record_ok = st.code == 0;
+}
+
+}  // namespace detail
+}  // namespace cuda
+}  // namespace lmf
