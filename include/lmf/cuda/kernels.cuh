@@ -204,14 +204,14 @@ struct TermState {
 };
 
 template <class T>
-__device__ __forceinline__ TermState<T> empty_state() {
+__host__ __device__ __forceinline__ TermState<T> empty_state() {
   return TermState<T>{-1, T(0), T(0), T(0), T(0), T(0)};
 }
 
 /// Adds class c (raw parts ax = a_c x_c, margin mc, offset bc) to st. Classes arrive in
 /// increasing order within a thread, so on a tie the first class stays the maximum, as on the CPU.
 template <class T>
-__device__ __forceinline__ void absorb(TermState<T>& st, int c, T ax, T mc, T bc, T s) {
+__host__ __device__ __forceinline__ void absorb(TermState<T>& st, int c, T ax, T mc, T bc, T s) {
   if (st.top < 0) {
     st.top = c, st.ax = ax, st.m = mc, st.b = bc;
     return;
@@ -229,7 +229,7 @@ __device__ __forceinline__ void absorb(TermState<T>& st, int c, T ax, T mc, T bc
 /// decided by z and then by the lower class index, and every operation is symmetric), so both
 /// partners of a butterfly hold the same bits afterwards.
 template <class T>
-__device__ __forceinline__ TermState<T> merge(const TermState<T>& A, const TermState<T>& B, T s) {
+__host__ __device__ __forceinline__ TermState<T> merge(const TermState<T>& A, const TermState<T>& B, T s) {
   if (B.top < 0) return A;
   if (A.top < 0) return B;
   const T d = math::adjusted_difference(B.ax, A.ax, B.m, A.m, B.b, A.b, s);  // z_B - z_A, exactly -(z_A - z_B)
@@ -315,15 +315,16 @@ struct SharedRow {
 
 /// The flag of a bad logit (not finite, or beyond the limit): false.
 template <class T>
-__device__ __forceinline__ bool logit_ok(T v, T limit) {
+__host__ __device__ __forceinline__ bool logit_ok(T v, T limit) {
   return std::abs(v) <= limit;  // false for NaN too
 }
 
 /// Statistics of a row for the terms in `which` (bit t: term t): one read of the lane's
 /// classes. Also finds the row's first bad logit among them (kNone if none) when `check`.
 /// x0 is class 0's logit, the reference of label smoothing's sum (read by every lane).
+#pragma nv_exec_check_disable
 template <int G, class T, class Row>
-__device__ __forceinline__ unsigned long long row_stats(const Plan<T>& p, const Row& row, Index y, T x0, int lane,
+__host__ __device__ __forceinline__ unsigned long long row_stats(const Plan<T>& p, const Row& row, Index y, T x0, int lane,
                                                         unsigned which, const bool* smooth, bool check,
                                                         TermState<T>* st) {
   const Index C = p.layout.classes;
@@ -332,9 +333,7 @@ __device__ __forceinline__ unsigned long long row_stats(const Plan<T>& p, const 
   for (Index c = lane; c < C; c += G) {
     const T xc = row.load(c);
     if (check && bad == kNone && !logit_ok(xc, p.limit)) bad = static_cast<unsigned long long>(c);
-#pragma unroll
-    for (int t = 0; t < kMaxTerms; ++t) {
-      if (t >= p.n_terms) break;
+    for (int t = 0; t < p.n_terms; ++t) {
       if (!(which & (1u << t))) continue;
       const TermScalars<T>& q = p.terms[t];
       const T ax = (q.a ? q.a[c] : T(1)) * xc;
@@ -354,12 +353,72 @@ __device__ __forceinline__ unsigned long long row_stats(const Plan<T>& p, const 
 
 /// l = logsumexp(z) - z_y of term t from its merged state (xy: the label's logit).
 template <class T>
-__device__ __forceinline__ T row_cross_entropy(const TermScalars<T>& q, const TermState<T>& st, Index y, T xy, T& dy) {
+__host__ __device__ __forceinline__ T row_cross_entropy(const TermScalars<T>& q, const TermState<T>& st, Index y, T xy, T& dy) {
   const T ay = (q.a ? q.a[y] : T(1)) * xy;
   const T my = q.m ? q.m[y] : T(0);
   const T by = q.b ? q.b[y] : T(0);
   dy = Index(st.top) == y ? T(0) : math::adjusted_difference(ay, st.ax, my, st.m, by, st.b, q.s);
   return math::cross_entropy_from(dy, st.rest);
+}
+
+/// What a row's epilogue gives each term: the gradient factor, 1 / (1 + rest), the share of the
+/// term's sum; and the row's value sum_t weight_t L_t.
+template <class T>
+struct RowFinish {
+  T coef[kMaxTerms];
+  T inv[kMaxTerms];
+  double contribution[kMaxTerms];
+  T value;
+};
+
+/// The per-row epilogue from the merged states (every thread of the group computes the same):
+/// l from the label's logit xy, label smoothing's wd from class 0's x0, then term_row.
+template <class T>
+__host__ __device__ inline RowFinish<T> finish_row(const Plan<T>& p, const TermParams<T>* params, const bool* smooth,
+                                                   const T* weights, const TermState<T>* st, Index y, T xy, T x0) {
+  RowFinish<T> f{};
+  for (int t = 0; t < p.n_terms; ++t) {
+    const TermParams<T>& q = params[t];
+    T dy;
+    const T l = row_cross_entropy(p.terms[t], st[t], y, xy, dy);
+    const T wy = q.w ? q.w[y] : T(1);
+    T wd = T(0);  // sum_c w_c (z_c - z_top) = u - W (z_top - z_0)
+    if (smooth[t])
+      wd = st[t].u - q.w_sum * math::adjusted_difference(st[t].ax, (q.a ? q.a[0] : T(1)) * x0, st[t].m,
+                                                         y == 0 && q.m ? q.m[0] : T(0), st[t].b, q.b ? q.b[0] : T(0), q.s);
+    const lmf::detail::TermRow<T> r =
+        lmf::detail::term_row(q, wy, l, st[t].rest, wd, [&] { return math::focus(l, q.gamma); });
+    f.contribution[t] = r.contribution;
+    f.value += weights[t] * r.value;
+    f.coef[t] = r.coef;
+    f.inv[t] = T(1) / (T(1) + st[t].rest);
+  }
+  return f;
+}
+
+/// The gradient entries of the lane's classes (c = lane, lane + G, ...): each logit read, then
+/// its entry written (over it, in place), with the formulas of the CPU's scalar kernel.
+#pragma nv_exec_check_disable
+template <int G, class T, class Row>
+__host__ __device__ inline void row_gradient(const Plan<T>& p, const TermParams<T>* params, const bool* smooth,
+                                             const TermState<T>* st, const RowFinish<T>& f, const Row& row, Index y,
+                                             int lane) {
+  const Index C = p.layout.classes;
+  for (Index c = lane; c < C; c += G) {
+    const T xc = row.load(c);
+    T gc = T(0);
+    for (int t = 0; t < p.n_terms; ++t) {
+      const TermParams<T>& q = params[t];
+      const T ac = q.a ? q.a[c] : T(1);
+      const T mc = c == y && q.m ? q.m[y] : T(0), bc = q.b ? q.b[c] : T(0);
+      const T e = Index(st[t].top) == c
+                      ? T(1)
+                      : std::exp(math::adjusted_difference(ac * xc, st[t].ax, mc, st[t].m, bc, st[t].b, q.s));
+      gc += f.coef[t] * ac * math::softmax_minus_onehot(e, c == y, st[t].rest, f.inv[t]);
+      if (smooth[t]) gc += ac * (q.smooth_mass * (e * f.inv[t]) - q.smooth_grad * (q.w ? q.w[c] : T(1)));
+    }
+    row.store(c, gc);
+  }
 }
 
 // ---- the kernels ----------------------------------------------------------------------------
@@ -564,41 +623,11 @@ __global__ void __launch_bounds__(kThreads) loss_kernel(Plan<T> p, const In* x, 
     const unsigned long long bad = row_stats<G>(p, row, y, x0, lane, all_terms, smooth, !p.validate_logits, st);
     if (bad != kNone) atomicMin(&sc->status.bad_logit, static_cast<unsigned long long>(i) * C + bad);
     group_merge<G>(p, st, shared);  // every read of the row is done: the gradient may overwrite it
-    T coef[kMaxTerms], inv[kMaxTerms];
-    T row_value = T(0);
-    for (int t = 0; t < p.n_terms; ++t) {
-      const TermParams<T>& q = params[t];
-      T dy;
-      const T l = row_cross_entropy(p.terms[t], st[t], y, xy, dy);
-      const T wy = q.w ? q.w[y] : T(1);
-      const T wd = smooth[t] ? st[t].u - q.w_sum * math::adjusted_difference(st[t].ax, (q.a ? q.a[0] : T(1)) * x0,
-                                                                             st[t].m, y == 0 && q.m ? q.m[0] : T(0),
-                                                                             st[t].b, q.b ? q.b[0] : T(0), q.s)
-                             : T(0);
-      const lmf::detail::TermRow<T> r =
-          lmf::detail::term_row(q, wy, l, st[t].rest, wd, [&] { return math::focus(l, q.gamma); });
-      if (lane == 0) acc[t] += r.contribution;
-      row_value += weights[t] * r.value;
-      coef[t] = r.coef;
-      inv[t] = T(1) / (T(1) + st[t].rest);
-    }
-    if (row_values && lane == 0) row_values[i] = row_value;
-    if (!g) return;
-    for (Index c = lane; c < C; c += G) {
-      const T xc = row.load(c);
-      T gc = T(0);
-      for (int t = 0; t < p.n_terms; ++t) {
-        const TermParams<T>& q = params[t];
-        const T ac = q.a ? q.a[c] : T(1);
-        const T mc = c == y && q.m ? q.m[y] : T(0), bc = q.b ? q.b[c] : T(0);
-        const T e = Index(st[t].top) == c
-                        ? T(1)
-                        : std::exp(math::adjusted_difference(ac * xc, st[t].ax, mc, st[t].m, bc, st[t].b, q.s));
-        gc += coef[t] * ac * math::softmax_minus_onehot(e, c == y, st[t].rest, inv[t]);
-        if (smooth[t]) gc += ac * (q.smooth_mass * (e * inv[t]) - q.smooth_grad * (q.w ? q.w[c] : T(1)));
-      }
-      row.store(c, gc);
-    }
+    const RowFinish<T> f = finish_row(p, params, smooth, weights, st, y, xy, x0);
+    if (lane == 0)
+      for (int t = 0; t < p.n_terms; ++t) acc[t] += f.contribution[t];
+    if (row_values && lane == 0) row_values[i] = f.value;
+    if (g) row_gradient<G>(p, params, smooth, st, f, row, y, lane);
   };
   for_each_row<M, T, In>(p, x, g, true, body);
   double* out = loss_partials<T>(ws, p.grid) + std::size_t(blockIdx.x) * kMaxTerms;
