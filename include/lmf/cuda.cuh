@@ -226,14 +226,27 @@ class DeviceLoss {
     if (C < 1 && rows > 0) return reject("logits have 0 classes");
     if (rows > 0 && (x == nullptr || labels == nullptr))
       return reject("null logits or labels pointer for a non-empty batch");
-    if (grad && grad != x) {
+    Index span = 0, label_span = rows;
+    lmf::detail::layout_span(layout, limits::max_elements, span);
+    if (grad) {  // (in place too: an aliasing layout would make rows write over each other)
       if ((layout.classes > 1 && layout.class_stride == 0) || (layout.samples > 1 && layout.sample_stride == 0) ||
           (layout.inner > 1 && layout.inner_stride == 0) || !lmf::detail::non_overlapping(layout))
         return reject("the layout maps two entries to one element: the gradient would overlap itself");
-      Index span = 0;
-      lmf::detail::layout_span(layout, limits::max_elements, span);
-      if (lmf::detail::ranges_overlap(grad, span, x, span))
+      if (grad != x && lmf::detail::ranges_overlap(grad, span, x, span))
         return reject("the gradient buffer overlaps the logits without being them (in place, pass the logits' pointer)");
+      if (lmf::detail::ranges_overlap(reinterpret_cast<const char*>(grad), span * Index(sizeof(In)),
+                                      reinterpret_cast<const char*>(labels), label_span * Index(sizeof(L))))
+        return reject("the gradient buffer overlaps the labels");
+    }
+    if (value && spec_.reduction == Reduction::none && totals_out == nullptr) {  // one value per row
+      auto bytes_of = [](const void* q) { return reinterpret_cast<const char*>(q); };
+      const Index vb = rows * Index(sizeof(T));
+      if (lmf::detail::ranges_overlap(bytes_of(value), vb, bytes_of(x), span * Index(sizeof(In))))
+        return reject("the per-row values buffer overlaps the logits");
+      if (grad && lmf::detail::ranges_overlap(bytes_of(value), vb, bytes_of(grad), span * Index(sizeof(In))))
+        return reject("the per-row values buffer overlaps the gradient");
+      if (lmf::detail::ranges_overlap(bytes_of(value), vb, bytes_of(labels), label_span * Index(sizeof(L))))
+        return reject("the per-row values buffer overlaps the labels");
     }
     if (spec_.reduction == Reduction::none && totals_out == nullptr && value == nullptr && grad == nullptr)
       return reject("nothing to compute: null gradient and value");
@@ -251,6 +264,8 @@ class DeviceLoss {
       return reject("a batch-mean term needs reduction mean");
 
     detail::Plan<T> p = plan_;
+    for (int t = 0; t < p.n_terms; ++t)  // W = C for unweighted terms (the loss may accept any C)
+      if (p.terms[t].w == nullptr) p.terms[t].w_sum = double(C);
     p.layout = layout;
     p.mode = mode;
     p.grid = grid;
@@ -258,20 +273,28 @@ class DeviceLoss {
     p.totals = totals;
     p.totals_size = static_cast<int>(totals_size());
     p.grad_scale = grad_scale;
-    last_validated_ = validate_logits_ || totals_out != nullptr;
+    // totals(), like the CPU's Loss::totals, reads the logits only for batch-mean terms' sums
+    if (totals_out) p.validate_logits = p.n_batch > 0;
+    last_validated_ = p.validate_logits;
     last_classes_ = C;
-    if (totals_out) p.validate_logits = true;
 
     detail::Scratch<T>* sc = static_cast<detail::Scratch<T>*>(ws);
     cudaError_t e = cudaMemsetAsync(&sc->status, 0xff, 2 * sizeof(unsigned long long), stream);
-    if (e != cudaSuccess) return e;
+    if (e != cudaSuccess) return launch_failed(e);
     switch (mode) {
       case detail::Mode::thread: launch<detail::Mode::thread>(p, x, labels, grad, value, ws, stream, totals_out); break;
       case detail::Mode::staged: launch<detail::Mode::staged>(p, x, labels, grad, value, ws, stream, totals_out); break;
       case detail::Mode::warp: launch<detail::Mode::warp>(p, x, labels, grad, value, ws, stream, totals_out); break;
       case detail::Mode::block: launch<detail::Mode::block>(p, x, labels, grad, value, ws, stream, totals_out); break;
     }
-    return cudaGetLastError();
+    e = cudaGetLastError();
+    return e == cudaSuccess ? e : launch_failed(e);
+  }
+
+  /// A launch that failed: status() must not report the previous call's record.
+  cudaError_t launch_failed(cudaError_t e) const {
+    host_error_ = lmf::detail::message("CUDA error launching the kernels: ", cudaGetErrorString(e));
+    return e;
   }
 
   template <detail::Mode M, class In, class L>
@@ -315,7 +338,8 @@ class DeviceLoss {
                                      ", beyond the range of the logits' type"));
       case StatusCode::smoothing_overflow:
         return Status::error(message("term ", st.term, ": label smoothing's gradient factors (eps / C) s sum_c w_c / D "
-                                     "overflow the logits' type"));
+                                     "overflow the logits' type (class weights spanning more than its range; D = the "
+                                     "sum of the counted rows' weights)"));
       case StatusCode::invalid_call: break;
     }
     return Status::error(message("unknown device status ", st.code));

@@ -115,6 +115,11 @@ std::vector<Case<T>> cases() {
                  o.reduction = lmf::Reduction::sum;
                  return lmf::Loss<T>(lmf::CrossEntropyLoss<T>(o));
                }, 1});
+  c.push_back({"CE smoothing (any C)", [](const Eigen::VectorXi&) {  // unweighted: W = C of the batch
+                 typename lmf::CrossEntropyLoss<T>::Options o;
+                 o.label_smoothing = T(0.2);
+                 return lmf::Loss<T>(lmf::CrossEntropyLoss<T>(o));
+               }, 1});
   c.push_back({"Focal", [](const Eigen::VectorXi&) { return lmf::Loss<T>(lmf::FocalLoss<T>()); }, 1});
   c.push_back({"Focal repo_code gamma 0.5", [](const Eigen::VectorXi&) {
                  return lmf::Loss<T>(lmf::FocalLoss<T>::repo_code(V(), T(0.5)));
@@ -428,6 +433,11 @@ void check_host_rejections() {
   refused(dev.value_and_gradient(dx.p, l, dy.p, dx.p + 1, dv.p, ws.p, bytes, nullptr), "overlaps", "overlap");
   refused(dev.value_and_gradient(dx.p, l, dy.p, dx.p, dv.p, ws.p, bytes, nullptr, nullptr, float(NAN)), "grad_scale",
           "NaN grad_scale");
+  refused(dev.value_and_gradient(dx.p, lmf::Layout{8, 3, 1, 0, 1, 0}, dy.p, dx.p, dv.p, ws.p, bytes, nullptr),
+          "two entries", "in place over an aliasing layout");
+  refused(dev.value_and_gradient(dx.p, l, reinterpret_cast<const std::int64_t*>(dx.p + 4), dx.p, dv.p, ws.p, bytes,
+                                 nullptr),
+          "labels", "gradient over the labels");
 }
 
 }  // namespace
@@ -456,8 +466,8 @@ int main() {
       check_case<float, __nv_bfloat16, std::int64_t>(cs, sh, seed++);
     }
     for (const Case<double>& cs : cases<double>()) check_case<double, double, std::int64_t>(cs, sh, seed++);
-    check_case<float, __half, std::int32_t>(cases<float>()[6], sh, seed++);  // LMF, half logits, int32 labels
-    check_case<float, float, std::int32_t>(cases<float>()[8], sh, seed++);   // LMF official, int32 labels
+    check_case<float, __half, std::int32_t>(cases<float>()[7], sh, seed++);  // LMF, half logits, int32 labels
+    check_case<float, float, std::int32_t>(cases<float>()[9], sh, seed++);   // LMF official, int32 labels
     check_bad_inputs<float, float>(sh);
     check_bad_inputs<float, __nv_bfloat16>(sh);
     check_bad_inputs<double, double>(sh);

@@ -424,12 +424,13 @@ __host__ __device__ inline void row_gradient(const Plan<T>& p, const TermParams<
 // ---- the kernels ----------------------------------------------------------------------------
 
 /// Runs body(row_index, Row, lane) over the rows for the mode; staged tiles are loaded before and
-/// (when `writes`) stored after. Every thread of a block runs the same number of iterations.
+/// (when `writes`) stored after. In the staged, warp and block modes every thread of a block runs
+/// the same number of iterations (they synchronise); in the thread mode they need not.
 template <Mode M, class T, class In, class Body>
 __device__ __forceinline__ void for_each_row(const Plan<T>& p, const In* x, In* g, bool writes, Body&& body) {
   const Layout& l = p.layout;
   const Index rows = l.rows(), C = l.classes;
-  if (M == Mode::staged) {
+  if constexpr (M == Mode::staged) {
     __shared__ T tile[kThreads * (kStageMaxClasses + 1)];
     const Index pitch = C | 1;  // odd: a thread per row hits distinct banks
     for (Index r0 = Index(blockIdx.x) * kThreads; r0 < rows; r0 += Index(gridDim.x) * kThreads) {
@@ -445,7 +446,7 @@ __device__ __forceinline__ void for_each_row(const Plan<T>& p, const In* x, In* 
       }
       __syncthreads();
     }
-  } else if (M == Mode::thread) {
+  } else if constexpr (M == Mode::thread) {  // (no barrier: threads may run different counts)
     for (Index i = Index(blockIdx.x) * kThreads + threadIdx.x; i < rows; i += Index(gridDim.x) * kThreads) {
       const Index off = l.row_offset(i);
       body(i, GlobalRow<T, In>{x + off, g ? g + off : nullptr, l.class_stride}, 0);
@@ -544,17 +545,12 @@ __global__ void plan_kernel(Plan<T> p, const In* x, const L* labels, void* ws, d
     local[t] = p.mean_over[t] == int(MeanOver::all_rows) ? double(rows) : sums[t];
     if (p.terms[t].focus_on == FocusOn::batch_mean) local[b++] = sums[kMaxTerms + t];
   }
+  // the CPU's order (cpu/dispatch.hpp): labels, the caller's totals, logits, smoothing factors
   st.code = int(StatusCode::ok);
   if (st.bad_label_row != kNone) {
     st.code = int(StatusCode::bad_label);
     st.row = static_cast<long long>(st.bad_label_row);
     st.label = static_cast<long long>(labels[st.row]);
-  } else if (st.bad_logit != kNone) {
-    st.code = int(StatusCode::bad_logit);
-    st.row = static_cast<long long>(st.bad_logit / static_cast<unsigned long long>(C));
-    st.cls = static_cast<long long>(st.bad_logit % static_cast<unsigned long long>(C));
-    st.value = double(Convert<T, In>::load(x[l.row_offset(st.row) + st.cls * l.class_stride]));
-    st.bound = double(p.limit);
   }
   const double* totals = p.totals ? p.totals : local;
   if (st.code == 0 && p.totals) {  // lmf::detail::check_totals, on the device
@@ -572,13 +568,20 @@ __global__ void plan_kernel(Plan<T> p, const In* x, const L* labels, void* ws, d
     const double m = totals[t] > 0 ? totals[b] / totals[t] : 0.0;
     ++b;
     sc->means[t] = m;
-    if (st.code == 0 && !(m <= max_of<T>()))
+    if (st.code == 0 && p.totals && !(m <= max_of<T>()))
       st.code = int(StatusCode::batch_mean_range), st.term = t, st.value = m;
+  }
+  if (st.code == 0 && st.bad_logit != kNone) {
+    st.code = int(StatusCode::bad_logit);
+    st.row = static_cast<long long>(st.bad_logit / static_cast<unsigned long long>(C));
+    st.cls = static_cast<long long>(st.bad_logit % static_cast<unsigned long long>(C));
+    st.value = double(Convert<T, In>::load(x[l.row_offset(st.row) + st.cls * l.class_stride]));
+    st.bound = double(p.limit);
   }
   for (int t = 0; t < p.n_terms; ++t) {
     const double den = p.reduction == Reduction::mean ? totals[t] : 1.0;
     sc->params[t] = lmf::detail::plan_term(p.terms[t], C, den, p.grad_scale, sc->means[t]);
-    if (st.code == 0 && (!isfinite(sc->params[t].smooth_mass) || !isfinite(sc->params[t].smooth_grad)))
+    if (st.code == 0 && !totals_out && (!isfinite(sc->params[t].smooth_mass) || !isfinite(sc->params[t].smooth_grad)))
       st.code = int(StatusCode::smoothing_overflow), st.term = t;
   }
   for (int i = 0; i < int(Totals::capacity); ++i) sc->totals[i] = local[i];
