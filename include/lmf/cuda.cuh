@@ -226,27 +226,27 @@ class DeviceLoss {
     if (C < 1 && rows > 0) return reject("logits have 0 classes");
     if (rows > 0 && (x == nullptr || labels == nullptr))
       return reject("null logits or labels pointer for a non-empty batch");
-    Index span = 0, label_span = rows;
+    Index span = 0;
     lmf::detail::layout_span(layout, limits::max_elements, span);
+    // byte ranges, saturating (lmf::detail::byte_range): no product can overflow
+    auto overlap = [](const auto* a, Index na, const auto* b, Index nb) {
+      if (a == nullptr || b == nullptr || na == 0 || nb == 0) return false;
+      const auto ra = lmf::detail::byte_range(a, na), rb = lmf::detail::byte_range(b, nb);
+      return ra.first < rb.second && rb.first < ra.second;
+    };
     if (grad) {  // (in place too: an aliasing layout would make rows write over each other)
       if ((layout.classes > 1 && layout.class_stride == 0) || (layout.samples > 1 && layout.sample_stride == 0) ||
           (layout.inner > 1 && layout.inner_stride == 0) || !lmf::detail::non_overlapping(layout))
         return reject("the layout maps two entries to one element: the gradient would overlap itself");
-      if (grad != x && lmf::detail::ranges_overlap(grad, span, x, span))
+      if (grad != x && overlap(grad, span, x, span))
         return reject("the gradient buffer overlaps the logits without being them (in place, pass the logits' pointer)");
-      if (lmf::detail::ranges_overlap(reinterpret_cast<const char*>(grad), span * Index(sizeof(In)),
-                                      reinterpret_cast<const char*>(labels), label_span * Index(sizeof(L))))
-        return reject("the gradient buffer overlaps the labels");
+      if (overlap(grad, span, labels, rows)) return reject("the gradient buffer overlaps the labels");
     }
-    if (value && spec_.reduction == Reduction::none && totals_out == nullptr) {  // one value per row
-      auto bytes_of = [](const void* q) { return reinterpret_cast<const char*>(q); };
-      const Index vb = rows * Index(sizeof(T));
-      if (lmf::detail::ranges_overlap(bytes_of(value), vb, bytes_of(x), span * Index(sizeof(In))))
-        return reject("the per-row values buffer overlaps the logits");
-      if (grad && lmf::detail::ranges_overlap(bytes_of(value), vb, bytes_of(grad), span * Index(sizeof(In))))
-        return reject("the per-row values buffer overlaps the gradient");
-      if (lmf::detail::ranges_overlap(bytes_of(value), vb, bytes_of(labels), label_span * Index(sizeof(L))))
-        return reject("the per-row values buffer overlaps the labels");
+    if (value && totals_out == nullptr) {  // one value, or one per row for reduction none
+      const Index nv = spec_.reduction == Reduction::none ? rows : Index(1);
+      if (overlap(value, nv, x, span)) return reject("the value buffer overlaps the logits");
+      if (overlap(value, nv, grad, span)) return reject("the value buffer overlaps the gradient");
+      if (overlap(value, nv, labels, rows)) return reject("the value buffer overlaps the labels");
     }
     if (spec_.reduction == Reduction::none && totals_out == nullptr && value == nullptr && grad == nullptr)
       return reject("nothing to compute: null gradient and value");
@@ -273,6 +273,9 @@ class DeviceLoss {
     p.totals = totals;
     p.totals_size = static_cast<int>(totals_size());
     p.grad_scale = grad_scale;
+    // the CPU checks logits before the smoothing factors when it writes, after them otherwise
+    p.logits_first = grad != nullptr || (spec_.reduction == Reduction::none && value != nullptr) ||
+                     (p.n_batch > 0 && totals == nullptr);
     // totals(), like the CPU's Loss::totals, reads the logits only for batch-mean terms' sums
     if (totals_out) p.validate_logits = p.n_batch > 0;
     last_validated_ = p.validate_logits;

@@ -382,7 +382,8 @@ void check_totals(const Shape& sh) {
     twice += t_cpu;
     std::vector<double> tw(twice.data(), twice.data() + twice.size());
     dt.up(tw);
-    std::vector<T> gc(x.size());
+    std::vector<T> gc(x.size(), T(0));
+    CUDA_OK(cudaMemset(dg.p, 0, dg.n * sizeof(T)));  // (padded layouts leave entries unwritten)
     const T vc = loss.value_and_gradient(x.data(), l, y.data(), gc.data(), twice, T(0.5));
     expect(dev.value_and_gradient(dx.p, l, dy.p, dg.p, dv.p, ws.p, bytes, nullptr, dt.p, T(0.5)) == cudaSuccess,
            what + ": launch with totals");

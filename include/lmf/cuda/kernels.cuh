@@ -113,6 +113,7 @@ struct Plan {
   const double* totals;  ///< the caller's totals (device), or null: this batch is the whole batch
   int totals_size;
   T grad_scale;
+  bool logits_first;  ///< a bad logit is reported before the smoothing factors' overflow (as on the CPU)
 };
 
 /// The start of the workspace: what the plan kernel decides, read by the kernels after it.
@@ -571,19 +572,22 @@ __global__ void plan_kernel(Plan<T> p, const In* x, const L* labels, void* ws, d
     if (st.code == 0 && p.totals && !(m <= max_of<T>()))
       st.code = int(StatusCode::batch_mean_range), st.term = t, st.value = m;
   }
-  if (st.code == 0 && st.bad_logit != kNone) {
+  auto check_logits = [&] {
+    if (st.code != 0 || st.bad_logit == kNone) return;
     st.code = int(StatusCode::bad_logit);
     st.row = static_cast<long long>(st.bad_logit / static_cast<unsigned long long>(C));
     st.cls = static_cast<long long>(st.bad_logit % static_cast<unsigned long long>(C));
     st.value = double(Convert<T, In>::load(x[l.row_offset(st.row) + st.cls * l.class_stride]));
     st.bound = double(p.limit);
-  }
+  };
+  if (p.logits_first) check_logits();
   for (int t = 0; t < p.n_terms; ++t) {
     const double den = p.reduction == Reduction::mean ? totals[t] : 1.0;
     sc->params[t] = lmf::detail::plan_term(p.terms[t], C, den, p.grad_scale, sc->means[t]);
     if (st.code == 0 && !totals_out && (!isfinite(sc->params[t].smooth_mass) || !isfinite(sc->params[t].smooth_grad)))
       st.code = int(StatusCode::smoothing_overflow), st.term = t;
   }
+  if (!p.logits_first) check_logits();
   for (int i = 0; i < int(Totals::capacity); ++i) sc->totals[i] = local[i];
   sc->ok = st.code == 0;
   if (st.code == 0 && totals_out)
