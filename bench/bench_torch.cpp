@@ -3,6 +3,8 @@
 // same batches as bench_lmf (N * C ~ 4M logits, row-major).
 #include "common.hpp"
 
+#include <lmf/torch.hpp>
+
 #include <torch/torch.h>
 
 using namespace lmf_bench;
@@ -78,6 +80,25 @@ void bm_torch(benchmark::State& state, Which which, Index c, bool gradient) {
   set_logits(state, b.n, c);
 }
 
+/// lmf's libtorch module (lmf/torch.hpp): the same LMF, forward + autograd backward.
+template <class T>
+void bm_module(benchmark::State& state, Index c) {
+  torch::set_num_threads(1);
+  Batch<T> b(c);
+  const auto dtype = sizeof(T) == 4 ? torch::kFloat32 : torch::kFloat64;
+  torch::Tensor x = torch::from_blob(b.x.data(), {b.n, c}, dtype).clone();
+  torch::Tensor y = torch::from_blob(b.y.data(), {b.n}, torch::kInt32).to(torch::kInt64);
+  lmf::libtorch::Loss module(lmf::LMFLoss<double>(long_tail_counts(c)));
+  module->set_threads(1);
+  for (auto _ : state) {
+    torch::Tensor xg = x.detach().requires_grad_(true);
+    torch::Tensor v = module(xg, y);
+    v.backward();
+    benchmark::DoNotOptimize(xg.grad().data_ptr());
+  }
+  set_logits(state, b.n, c);
+}
+
 template <class T>
 void register_all(const char* type, const std::vector<Index>& classes, bool everything) {
   for (Index c : classes) {
@@ -88,6 +109,9 @@ void register_all(const char* type, const std::vector<Index>& classes, bool ever
           ->Unit(benchmark::kMillisecond)
           ->MinTime(1.0);
     }
+    benchmark::RegisterBenchmark(("lmf::libtorch/LMF/value_and_gradient" + suffix).c_str(), bm_module<T>, c)
+        ->Unit(benchmark::kMillisecond)
+        ->MinTime(1.0);
     if (everything)
       for (Which w : {Which::ce, Which::focal, Which::ldam, Which::la, Which::bs, Which::vs, Which::ce_smooth,
                       Which::sigmoid})

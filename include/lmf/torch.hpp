@@ -1,0 +1,201 @@
+// lmf/torch.hpp — lmf's losses as libtorch modules (optional: needs libtorch; Debian libtorch-dev).
+//
+//   #include <lmf/torch.hpp>
+//   lmf::libtorch::Loss loss(lmf::LMFLoss<double>(counts));   // any lmf::Loss<double>: named, preset, spec
+//   at::Tensor value = loss(logits, labels);                   // float or double (N, C) / (N, C, d1, ...)
+//   value.backward();                                          // logits.grad = the fused gradient
+//
+// forward computes the value and, when the logits require a gradient, the gradient in the same
+// fused pass (lmf::Loss::value_and_gradient, or per_row for reduction none); backward returns the
+// saved gradient times grad_output (the saved tensor itself when grad_output is 1, the usual
+// loss.backward(): no second pass over N x C). Logits of any strides are read in place (a
+// gradient of the same strides is allocated), labels int64 or int32 of shape (N, d1, ...).
+// Double backward raises an error. The Python extension (python/) is built on this header.
+#pragma once
+
+#include <lmf/lmf.hpp>
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace lmf {
+namespace libtorch {
+namespace detail {
+
+/// The loss's spec in float (the per-class vectors rounded), for float logits.
+inline LossSpec<float> to_float(const LossSpec<double>& d) {
+  LossSpec<float> f;
+  f.reduction = d.reduction;
+  f.ignore_index = d.ignore_index;
+  f.classes = d.classes;
+  f.kernel = d.kernel;
+  f.threads = d.threads;
+  for (const Term<double>& t : d.terms) {
+    Term<float> u;
+    u.weight = float(t.weight);
+    u.s = float(t.s);
+    u.gamma = float(t.gamma);
+    u.a = t.a.cast<float>();
+    u.m = t.m.cast<float>();
+    u.b = t.b.cast<float>();
+    u.w = t.w.cast<float>();
+    u.mean_over = t.mean_over;
+    u.focus_on = t.focus_on;
+    u.label_smoothing = float(t.label_smoothing);
+    f.terms.push_back(std::move(u));
+  }
+  return f;
+}
+
+[[noreturn]] inline void fail(const std::string& what) { lmf::detail::raise(lmf::detail::message(what)); }
+
+/// The Layout of an (N, C) or (N, C, d1, ..., dk) tensor read in place: the d dimensions must
+/// collapse into one (each stride the next one's times its size, size-1 dimensions ignored).
+/// False if they do not (the caller then makes the tensor contiguous).
+inline bool tensor_layout(const at::Tensor& t, Layout& out) {
+  const int64_t dims = t.dim();
+  out = Layout{t.size(0), t.size(1), 1, t.stride(0), t.stride(1), 0};
+  if (dims == 2) return true;
+  Index inner = 1, inner_stride = 0;
+  bool first = true;
+  for (int64_t k = dims - 1; k >= 2; --k) {
+    if (t.size(k) == 1) continue;
+    if (first) {
+      inner_stride = t.stride(k);
+      first = false;
+    } else if (t.stride(k) != inner_stride * inner) {
+      return false;
+    }
+    inner *= t.size(k);
+  }
+  out.inner = inner;
+  out.inner_stride = inner_stride;
+  for (int64_t k = 2; k < dims; ++k) out.inner = out.inner;  // (sizes of 1 already skipped)
+  return true;
+}
+
+/// What forward saved for backward besides the gradient.
+struct Saved {
+  bool per_row = false;  ///< reduction none: grad_output has the per-row shape
+};
+
+}  // namespace detail
+
+/// A loss for float and double tensors: one lmf::Loss per dtype, built from one spec.
+class LossImpl : public torch::nn::Module {
+ public:
+  explicit LossImpl(const lmf::Loss<double>& loss)
+      : double_(std::make_shared<lmf::Loss<double>>(loss)),
+        float_(std::make_shared<lmf::Loss<float>>(detail::to_float(loss.spec()))) {}
+
+  /// The reduced loss (a 0-dim tensor), or per-row values of shape (N, d1, ...) for reduction
+  /// none; differentiable with respect to the logits.
+  at::Tensor forward(const at::Tensor& logits, const at::Tensor& labels);
+
+  const lmf::Loss<double>& loss_double() const { return *double_; }
+  const lmf::Loss<float>& loss_float() const { return *float_; }
+  /// OpenMP threads of lmf's kernels (0: OpenMP's default, which torch.set_num_threads sets).
+  void set_threads(int threads) {
+    double_->set_threads(threads);
+    float_->set_threads(threads);
+  }
+
+ private:
+  std::shared_ptr<lmf::Loss<double>> double_;
+  std::shared_ptr<lmf::Loss<float>> float_;
+};
+TORCH_MODULE(Loss);
+
+namespace detail {
+
+/// The autograd node: value and gradient in forward, the saved gradient times grad_output in
+/// backward.
+struct Fused : public torch::autograd::Function<Fused> {
+  /// needs_grad: decided by the caller (inside forward, autograd has switched grad mode off).
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, at::Tensor logits, at::Tensor labels,
+                            const LossImpl* module, bool needs_grad) {
+    if (logits.device().type() != at::kCPU || labels.device().type() != at::kCPU)
+      fail("logits and labels must be CPU tensors (the CUDA header, lmf/cuda.cuh, takes device "
+           "buffers)");
+    if (logits.scalar_type() != at::kFloat && logits.scalar_type() != at::kDouble)
+      fail(std::string("lmf::libtorch: logits must be float32 or float64, got ") + c10::toString(logits.scalar_type()));
+    if (labels.scalar_type() != at::kLong && labels.scalar_type() != at::kInt)
+      fail(std::string("lmf::libtorch: labels must be int64 or int32, got ") + c10::toString(labels.scalar_type()));
+    if (logits.dim() < 2) fail("logits must be (N, C) or (N, C, d1, ...), got " + std::to_string(logits.dim()) + " dimensions");
+    std::vector<int64_t> row_shape{logits.size(0)};
+    for (int64_t k = 2; k < logits.dim(); ++k) row_shape.push_back(logits.size(k));
+    if (labels.sizes() != at::IntArrayRef(row_shape))
+      fail("labels have shape " + c10::str(labels.sizes()) + " but the logits " + c10::str(logits.sizes()) +
+           " need " + c10::str(at::IntArrayRef(row_shape)) + " (the logits' shape without the class dimension)");
+    at::Tensor x = logits.detach();
+    Layout layout;
+    if (!tensor_layout(x, layout) || x.numel() == 0) {
+      x = x.contiguous();
+      tensor_layout(x, layout);
+    }
+    const at::Tensor y = labels.contiguous();
+    const bool none = module->loss_double().reduction() == Reduction::none;
+    // the gradient has the logits' strides exactly (empty_strided allocates the span they reach)
+    at::Tensor grad = needs_grad ? at::empty_strided(x.sizes(), x.strides(), x.options()) : at::Tensor();
+    at::Tensor value = none ? at::empty(row_shape, x.options()) : at::empty({}, x.options());
+    auto run = [&](const auto& loss, auto* xp, auto* gp, auto* vp) {
+      auto go = [&](const auto* labels_ptr) {
+        if (none)
+          loss.per_row(xp, layout, labels_ptr, vp, gp);
+        else
+          *vp = gp ? loss.value_and_gradient(xp, layout, labels_ptr, gp) : loss.value(xp, layout, labels_ptr);
+      };
+      if (y.scalar_type() == at::kLong)
+        go(y.data_ptr<int64_t>());
+      else
+        go(y.data_ptr<int32_t>());
+    };
+    if (x.scalar_type() == at::kFloat)
+      run(module->loss_float(), x.data_ptr<float>(), needs_grad ? grad.data_ptr<float>() : nullptr,
+          value.data_ptr<float>());
+    else
+      run(module->loss_double(), x.data_ptr<double>(), needs_grad ? grad.data_ptr<double>() : nullptr,
+          value.data_ptr<double>());
+    ctx->saved_data["per_row"] = none;
+    if (needs_grad) ctx->save_for_backward({grad});
+    return value;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_outputs) {
+    if (torch::autograd::GradMode::is_enabled())
+      fail("double backward is not supported (the gradient is computed analytically in forward; "
+           "backward(create_graph=True) / torch.autograd.grad(..., create_graph=True) through an lmf loss is an "
+           "error)");
+    const torch::autograd::variable_list saved = ctx->get_saved_variables();
+    if (saved.empty()) fail("backward through a loss evaluated without a gradient (no_grad)");
+    at::Tensor grad = saved[0];
+    const at::Tensor& go = grad_outputs[0];
+    const bool per_row = ctx->saved_data["per_row"].toBool();
+    at::Tensor out;
+    if (!per_row) {
+      // loss.backward(): grad_output is 1 and the saved gradient is the answer
+      if (go.numel() == 1 && go.item<double>() == 1.0)
+        out = grad;
+      else
+        out = grad * go;
+    } else {
+      out = grad * go.unsqueeze(1);  // (N, d...) -> (N, 1, d...), broadcast over the classes
+    }
+    return {out, at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace detail
+
+inline at::Tensor LossImpl::forward(const at::Tensor& logits, const at::Tensor& labels) {
+  return detail::Fused::apply(logits, labels, this, logits.requires_grad() && torch::autograd::GradMode::is_enabled());
+}
+
+}  // namespace libtorch
+}  // namespace lmf

@@ -1,0 +1,67 @@
+"""Forward + backward of lmf_torch.LMFLoss against the same LMF written in PyTorch ops (LDAM + focal,
+the published formulas of tests/make_golden.py), float32, one thread, N * C = 2^20, C in {10, 1000}
+(issue 12's targets), plus C = 2 and 100. Median of repetitions.
+
+Run: PYTHONPATH=$(bash scripts/torch.sh | tail -1) python3 python/bench.py
+"""
+import os
+import platform
+import statistics
+import sys
+import time
+
+import torch
+
+import lmf_torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+import make_golden as ref  # noqa: E402
+
+torch.set_default_dtype(torch.float32)
+torch.set_num_threads(1)
+
+
+def timed(f, reps):
+    f()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+print(f"CPU: {cpu_model()}; torch {torch.__version__}, 1 thread; LMF (LDAM s 30 + focal gamma 2), float32, "
+      "forward + backward, N*C = 2^20")
+print("| C | PyTorch ops ms | lmf_torch ms | speed-up |\n|---|---|---|---|")
+for C in (2, 10, 100, 1000):
+    n = (1 << 20) // C
+    counts = [max(1, 5000 // (1 + c)) for c in range(C)]
+    m = ref.margins(counts, 0.5).astype("float32")  # (float64 margins would promote the torch path)
+    g = torch.Generator().manual_seed(C)
+    x = torch.randn(n, C, generator=g)
+    y = torch.randint(0, C, (n,), generator=g)
+    mine = lmf_torch.LMFLoss(counts)
+
+    def torch_ops():
+        xr = x.clone().requires_grad_()
+        (ref.ldam(xr, y, m, 30.0, None, -100, "mean") + ref.focal(xr, y, 2.0, None, -100, "mean")).backward()
+
+    def lmf_op():
+        xl = x.clone().requires_grad_()
+        mine(xl, y).backward()
+
+    reps = 20 if C >= 10 else 10
+    a, b = timed(torch_ops, reps), timed(lmf_op, reps)
+    print(f"| {C} | {a * 1e3:.2f} | {b * 1e3:.2f} | {a / b:.1f}x |")
