@@ -7,7 +7,7 @@ case "${1:-test}" in
   build) pkgs=("${common[@]}") ;;
   test)  pkgs=("${common[@]}" catch2 clang libclang-rt-14-dev libomp-dev python3 python3-torch python3-numpy
                zlib1g-dev libopenmpi-dev openmpi-bin dataset-fashion-mnist pkg-config python3-dev pybind11-dev
-               python3-pytest) ;;
+               python3-pytest libtorch-dev libcli11-dev) ;;
   demo)  pkgs=("${common[@]}" zlib1g-dev libcli11-dev dataset-fashion-mnist) ;;
   bench) pkgs=("${common[@]}" libbenchmark-dev libtorch-dev python3) ;;
   torch) pkgs=("${common[@]}" python3-torch python3-dev pybind11-dev python3-pytest pkg-config) ;;

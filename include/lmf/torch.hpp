@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -97,8 +98,23 @@ class LossImpl : public torch::nn::Module {
   /// none; differentiable with respect to the logits.
   at::Tensor forward(const at::Tensor& logits, const at::Tensor& labels);
 
+  /// Data parallel (torch.distributed): this shard's totals, a float64 tensor of
+  /// totals_size() entries; all-reduce (sum) it over the shards, then pass it to forward. The
+  /// shards' values then add up to the whole batch's value, and each shard's gradient is its
+  /// rows of the whole batch's gradient.
+  at::Tensor totals(const at::Tensor& logits, const at::Tensor& labels) const;
+  /// forward with the totals summed over every shard (a CPU float64 tensor). (Not an overload of
+  /// forward: torch::nn::ModuleHolder deduces operator()'s type from a unique forward.)
+  at::Tensor forward_with_totals(const at::Tensor& logits, const at::Tensor& labels, const at::Tensor& totals);
+  std::size_t totals_size() const { return lmf::detail::totals_size(double_->spec()); }
+
   const lmf::Loss<double>& loss_double() const { return *double_; }
   const lmf::Loss<float>& loss_float() const { return *float_; }
+  /// Replaces the class weights of every term (e.g. each epoch, from DeferredReweighting).
+  void set_class_weights(const Eigen::VectorXd& weights) {
+    double_->set_class_weights(weights);
+    float_->set_class_weights(weights.cast<float>());
+  }
   /// OpenMP threads of lmf's kernels (0: OpenMP's default, which torch.set_num_threads sets).
   void set_threads(int threads) {
     double_->set_threads(threads);
@@ -118,7 +134,7 @@ namespace detail {
 struct Fused : public torch::autograd::Function<Fused> {
   /// needs_grad: decided by the caller (inside forward, autograd has switched grad mode off).
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, at::Tensor logits, at::Tensor labels,
-                            const LossImpl* module, bool needs_grad) {
+                            const LossImpl* module, bool needs_grad, const Totals* totals) {
     if (logits.device().type() != at::kCPU || labels.device().type() != at::kCPU)
       fail("logits and labels must be CPU tensors (the CUDA header, lmf/cuda.cuh, takes device "
            "buffers)");
@@ -145,8 +161,12 @@ struct Fused : public torch::autograd::Function<Fused> {
     at::Tensor value = none ? at::empty(row_shape, x.options()) : at::empty({}, x.options());
     auto run = [&](const auto& loss, auto* xp, auto* gp, auto* vp) {
       auto go = [&](const auto* labels_ptr) {
+        using T = std::remove_pointer_t<decltype(xp)>;
         if (none)
           loss.per_row(xp, layout, labels_ptr, vp, gp);
+        else if (totals)
+          *vp = gp ? loss.value_and_gradient(xp, layout, labels_ptr, gp, *totals, T(1))
+                   : loss.value(xp, layout, labels_ptr, *totals);
         else
           *vp = gp ? loss.value_and_gradient(xp, layout, labels_ptr, gp) : loss.value(xp, layout, labels_ptr);
       };
@@ -187,14 +207,62 @@ struct Fused : public torch::autograd::Function<Fused> {
     } else {
       out = grad * go.unsqueeze(1);  // (N, d...) -> (N, 1, d...), broadcast over the classes
     }
-    return {out, at::Tensor(), at::Tensor(), at::Tensor()};
+    return {out, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
 }  // namespace detail
 
 inline at::Tensor LossImpl::forward(const at::Tensor& logits, const at::Tensor& labels) {
-  return detail::Fused::apply(logits, labels, this, logits.requires_grad() && torch::autograd::GradMode::is_enabled());
+  return detail::Fused::apply(logits, labels, this, logits.requires_grad() && torch::autograd::GradMode::is_enabled(),
+                              static_cast<const Totals*>(nullptr));
+}
+
+inline at::Tensor LossImpl::forward_with_totals(const at::Tensor& logits, const at::Tensor& labels,
+                                                const at::Tensor& totals) {
+  if (totals.device().type() != at::kCPU || totals.scalar_type() != at::kDouble || totals.dim() != 1)
+    detail::fail("totals must be a 1-dimensional float64 CPU tensor (from totals(), all-reduced)");
+  if (std::size_t(totals.numel()) != totals_size())
+    detail::fail("totals have " + std::to_string(totals.numel()) + " entries but this loss needs " +
+                 std::to_string(totals_size()));
+  Totals t(totals_size());
+  const at::Tensor c = totals.contiguous();
+  for (std::size_t i = 0; i < t.size(); ++i) t[i] = c.data_ptr<double>()[i];
+  return detail::Fused::apply(logits, labels, this, logits.requires_grad() && torch::autograd::GradMode::is_enabled(),
+                              static_cast<const Totals*>(&t));
+}
+
+inline at::Tensor LossImpl::totals(const at::Tensor& logits, const at::Tensor& labels) const {
+  at::Tensor x = logits.detach();
+  Layout layout;
+  if (x.dim() < 2) detail::fail("logits must be (N, C) or (N, C, d1, ...)");
+  if (x.device().type() != at::kCPU) detail::fail("logits must be a CPU tensor");
+  if (!detail::tensor_layout(x, layout) || x.numel() == 0) {
+    x = x.contiguous();
+    detail::tensor_layout(x, layout);
+  }
+  if (labels.numel() != layout.rows())
+    detail::fail("labels have " + std::to_string(labels.numel()) + " entries but the logits have " +
+                 std::to_string(layout.rows()) + " rows");
+  const at::Tensor y = labels.contiguous();
+  Totals t;
+  auto with_labels = [&](const auto& loss, const auto* xp) {
+    if (y.scalar_type() == at::kLong)
+      t = loss.totals(xp, layout, y.data_ptr<int64_t>());
+    else if (y.scalar_type() == at::kInt)
+      t = loss.totals(xp, layout, y.data_ptr<int32_t>());
+    else
+      detail::fail("labels must be int64 or int32");
+  };
+  if (x.scalar_type() == at::kFloat)
+    with_labels(*float_, x.data_ptr<float>());
+  else if (x.scalar_type() == at::kDouble)
+    with_labels(*double_, x.data_ptr<double>());
+  else
+    detail::fail("logits must be float32 or float64");
+  at::Tensor out = at::empty({int64_t(t.size())}, at::TensorOptions().dtype(at::kDouble));
+  for (std::size_t i = 0; i < t.size(); ++i) out.data_ptr<double>()[i] = t[i];
+  return out;
 }
 
 }  // namespace libtorch

@@ -160,6 +160,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
            }),
            py::arg("kind"), py::arg("counts"), py::arg("options"))
       .def("forward", &lmf::libtorch::LossImpl::forward, py::arg("logits"), py::arg("labels"))
+      .def("forward", &lmf::libtorch::LossImpl::forward_with_totals, py::arg("logits"), py::arg("labels"),
+           py::arg("totals"))
+      .def("totals", &lmf::libtorch::LossImpl::totals, py::arg("logits"), py::arg("labels"))
       .def("set_threads", &lmf::libtorch::LossImpl::set_threads)
       .def_property_readonly("classes", [](const lmf::libtorch::LossImpl& l) { return l.loss_double().classes(); });
   m.attr("version") = LMF_VERSION_STRING;

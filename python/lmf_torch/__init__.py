@@ -48,8 +48,18 @@ class _Loss(torch.nn.Module):
         _Loss.__init__(obj, kind, counts, **options)
         return obj
 
-    def forward(self, logits, labels):
-        return self._impl.forward(logits, labels)
+    def forward(self, logits, labels, totals=None):
+        """The loss (differentiable in the logits). `totals`: this loss's totals summed over every
+        shard of a data-parallel batch (see totals); the shards' values then add up to the whole
+        batch's value."""
+        if totals is None:
+            return self._impl.forward(logits, labels)
+        return self._impl.forward(logits, labels, totals)
+
+    def totals(self, logits, labels):
+        """This shard's totals (a float64 tensor): what the reduction divides by, and the batch-mean
+        terms' sums. All-reduce them (torch.distributed.all_reduce, sum), then pass them to forward."""
+        return self._impl.totals(logits, labels)
 
     def extra_repr(self):
         return self.kind
