@@ -114,6 +114,9 @@ class Loss {
   const LossSpec<T>& spec() const { return spec_; }
   /// Number of classes, or 0 if the loss accepts any.
   Index classes() const { return spec_.classes; }
+  /// The number of classes as given to the constructor (0: inferred from the per-class vectors,
+  /// and inferred again by set_class_weights).
+  Index declared_classes() const { return declared_classes_; }
   Reduction reduction() const { return spec_.reduction; }
   std::int64_t ignore_index() const { return spec_.ignore_index; }
 

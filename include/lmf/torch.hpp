@@ -1,15 +1,16 @@
 // lmf/torch.hpp — lmf's losses as libtorch modules (optional: needs libtorch; Debian libtorch-dev).
 //
 //   #include <lmf/torch.hpp>
-//   lmf::libtorch::Loss loss(lmf::LMFLoss<double>(counts));   // any lmf::Loss<double>: named, preset, spec
+//   lmf::libtorch::Loss loss{lmf::LMFLoss<double>(counts)};   // any lmf::Loss<double>: named, preset, spec
 //   at::Tensor value = loss(logits, labels);                   // float or double (N, C) / (N, C, d1, ...)
 //   value.backward();                                          // logits.grad = the fused gradient
 //
 // forward computes the value and, when the logits require a gradient, the gradient in the same
 // fused pass (lmf::Loss::value_and_gradient, or per_row for reduction none); backward returns the
 // saved gradient times grad_output (the saved tensor itself when grad_output is 1, the usual
-// loss.backward(): no second pass over N x C). Logits of any strides are read in place (a
-// gradient of the same strides is allocated), labels int64 or int32 of shape (N, d1, ...).
+// loss.backward(): no second pass over N x C). Dense logits of any strides (contiguous,
+// channels-last, transposed) are read in place, with a gradient of the same strides; other views
+// are copied once. Labels int64 or int32 of shape (N, d1, ...).
 // Double backward raises an error. The Python extension (python/) is built on this header.
 #pragma once
 
@@ -29,11 +30,11 @@ namespace libtorch {
 namespace detail {
 
 /// The loss's spec in float (the per-class vectors rounded), for float logits.
-inline LossSpec<float> to_float(const LossSpec<double>& d) {
+inline LossSpec<float> to_float(const LossSpec<double>& d, Index declared_classes) {
   LossSpec<float> f;
   f.reduction = d.reduction;
   f.ignore_index = d.ignore_index;
-  f.classes = d.classes;
+  f.classes = declared_classes;  // (re-inferred from the vectors, as the double loss's)
   f.kernel = d.kernel;
   f.threads = d.threads;
   for (const Term<double>& t : d.terms) {
@@ -76,14 +77,49 @@ inline bool tensor_layout(const at::Tensor& t, Layout& out) {
   }
   out.inner = inner;
   out.inner_stride = inner_stride;
-  for (int64_t k = 2; k < dims; ++k) out.inner = out.inner;  // (sizes of 1 already skipped)
   return true;
 }
 
-/// What forward saved for backward besides the gradient.
-struct Saved {
-  bool per_row = false;  ///< reduction none: grad_output has the per-row shape
+/// A batch as lmf reads it: the logits (the caller's tensor, or a contiguous copy), their Layout,
+/// the labels in row order, and the per-row shape (N, d1, ...).
+struct Batch {
+  at::Tensor x, y;
+  Layout layout;
+  std::vector<int64_t> row_shape;
 };
+
+/// Checks logits and labels (device, dtypes, shapes) and lays them out for lmf. The logits are
+/// read in place when their d dimensions collapse into one stride and, if a gradient is written,
+/// when they are dense and non-overlapping (contiguous, channels-last, transposed: the gradient
+/// then gets the same strides); otherwise they are copied once.
+inline Batch prepare(const at::Tensor& logits, const at::Tensor& labels, bool needs_grad) {
+  if (logits.device().type() != at::kCPU || labels.device().type() != at::kCPU)
+    fail("logits and labels must be CPU tensors (the CUDA header, lmf/cuda.cuh, takes device buffers)");
+  if (logits.scalar_type() != at::kFloat && logits.scalar_type() != at::kDouble)
+    fail(std::string("logits must be float32 or float64, got ") + c10::toString(logits.scalar_type()));
+  if (labels.scalar_type() != at::kLong && labels.scalar_type() != at::kInt)
+    fail(std::string("labels must be int64 or int32, got ") + c10::toString(labels.scalar_type()));
+  if (logits.dim() < 2)
+    fail("logits must be (N, C) or (N, C, d1, ...), got " + std::to_string(logits.dim()) + " dimensions");
+  Batch b;
+  b.row_shape.push_back(logits.size(0));
+  Index inner = 1;
+  for (int64_t k = 2; k < logits.dim(); ++k) b.row_shape.push_back(logits.size(k)), inner *= logits.size(k);
+  if (labels.sizes() != at::IntArrayRef(b.row_shape))
+    fail("labels have shape " + c10::str(labels.sizes()) + " but the logits " + c10::str(logits.sizes()) + " need " +
+         c10::str(at::IntArrayRef(b.row_shape)) + " (the logits' shape without the class dimension)");
+  b.x = logits.detach();
+  b.y = labels.contiguous();
+  if (b.x.numel() == 0) {  // (every empty tensor is "contiguous": no stride to trust)
+    b.layout = Layout::nchw(logits.size(0), logits.size(1), inner);
+    return b;
+  }
+  if (!tensor_layout(b.x, b.layout) || (needs_grad && !b.x.is_non_overlapping_and_dense())) {
+    b.x = b.x.contiguous();
+    tensor_layout(b.x, b.layout);
+  }
+  return b;
+}
 
 }  // namespace detail
 
@@ -92,7 +128,7 @@ class LossImpl : public torch::nn::Module {
  public:
   explicit LossImpl(const lmf::Loss<double>& loss)
       : double_(std::make_shared<lmf::Loss<double>>(loss)),
-        float_(std::make_shared<lmf::Loss<float>>(detail::to_float(loss.spec()))) {}
+        float_(std::make_shared<lmf::Loss<float>>(detail::to_float(loss.spec(), loss.declared_classes()))) {}
 
   /// The reduced loss (a 0-dim tensor), or per-row values of shape (N, d1, ...) for reduction
   /// none; differentiable with respect to the logits.
@@ -111,9 +147,14 @@ class LossImpl : public torch::nn::Module {
   const lmf::Loss<double>& loss_double() const { return *double_; }
   const lmf::Loss<float>& loss_float() const { return *float_; }
   /// Replaces the class weights of every term (e.g. each epoch, from DeferredReweighting).
+  /// Both dtypes' losses change, or neither (an invalid vector throws lmf::Error).
   void set_class_weights(const Eigen::VectorXd& weights) {
-    double_->set_class_weights(weights);
-    float_->set_class_weights(weights.cast<float>());
+    lmf::Loss<double> d = *double_;
+    lmf::Loss<float> f = *float_;
+    d.set_class_weights(weights);
+    f.set_class_weights(weights.cast<float>());
+    *double_ = std::move(d);
+    *float_ = std::move(f);
   }
   /// OpenMP threads of lmf's kernels (0: OpenMP's default, which torch.set_num_threads sets).
   void set_threads(int threads) {
@@ -135,27 +176,13 @@ struct Fused : public torch::autograd::Function<Fused> {
   /// needs_grad: decided by the caller (inside forward, autograd has switched grad mode off).
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, at::Tensor logits, at::Tensor labels,
                             const LossImpl* module, bool needs_grad, const Totals* totals) {
-    if (logits.device().type() != at::kCPU || labels.device().type() != at::kCPU)
-      fail("logits and labels must be CPU tensors (the CUDA header, lmf/cuda.cuh, takes device "
-           "buffers)");
-    if (logits.scalar_type() != at::kFloat && logits.scalar_type() != at::kDouble)
-      fail(std::string("lmf::libtorch: logits must be float32 or float64, got ") + c10::toString(logits.scalar_type()));
-    if (labels.scalar_type() != at::kLong && labels.scalar_type() != at::kInt)
-      fail(std::string("lmf::libtorch: labels must be int64 or int32, got ") + c10::toString(labels.scalar_type()));
-    if (logits.dim() < 2) fail("logits must be (N, C) or (N, C, d1, ...), got " + std::to_string(logits.dim()) + " dimensions");
-    std::vector<int64_t> row_shape{logits.size(0)};
-    for (int64_t k = 2; k < logits.dim(); ++k) row_shape.push_back(logits.size(k));
-    if (labels.sizes() != at::IntArrayRef(row_shape))
-      fail("labels have shape " + c10::str(labels.sizes()) + " but the logits " + c10::str(logits.sizes()) +
-           " need " + c10::str(at::IntArrayRef(row_shape)) + " (the logits' shape without the class dimension)");
-    at::Tensor x = logits.detach();
-    Layout layout;
-    if (!tensor_layout(x, layout) || x.numel() == 0) {
-      x = x.contiguous();
-      tensor_layout(x, layout);
-    }
-    const at::Tensor y = labels.contiguous();
+    Batch batch = prepare(logits, labels, needs_grad);
+    const at::Tensor& x = batch.x;
+    const at::Tensor& y = batch.y;
+    const Layout& layout = batch.layout;
+    const std::vector<int64_t>& row_shape = batch.row_shape;
     const bool none = module->loss_double().reduction() == Reduction::none;
+    if (none && totals) fail("totals are for reductions sum and mean (reduction none has per-row values)");
     // the gradient has the logits' strides exactly (empty_strided allocates the span they reach)
     at::Tensor grad = needs_grad ? at::empty_strided(x.sizes(), x.strides(), x.options()) : at::Tensor();
     at::Tensor value = none ? at::empty(row_shape, x.options()) : at::empty({}, x.options());
@@ -182,6 +209,7 @@ struct Fused : public torch::autograd::Function<Fused> {
       run(module->loss_double(), x.data_ptr<double>(), needs_grad ? grad.data_ptr<double>() : nullptr,
           value.data_ptr<double>());
     ctx->saved_data["per_row"] = none;
+    ctx->saved_data["given"] = false;
     if (needs_grad) ctx->save_for_backward({grad});
     return value;
   }
@@ -199,10 +227,12 @@ struct Fused : public torch::autograd::Function<Fused> {
     const bool per_row = ctx->saved_data["per_row"].toBool();
     at::Tensor out;
     if (!per_row) {
-      // loss.backward(): grad_output is 1 and the saved gradient is the answer
-      if (go.numel() == 1 && go.item<double>() == 1.0)
-        out = grad;
-      else
+      // loss.backward(): grad_output is 1 and the saved gradient is the answer (handed out once;
+      // a retained graph's later backward gets a copy, so no two results share memory)
+      if (go.numel() == 1 && go.item<double>() == 1.0) {
+        out = ctx->saved_data["given"].toBool() ? grad.clone() : grad;
+        ctx->saved_data["given"] = true;
+      } else
         out = grad * go;
     } else {
       out = grad * go.unsqueeze(1);  // (N, d...) -> (N, 1, d...), broadcast over the classes
@@ -233,33 +263,21 @@ inline at::Tensor LossImpl::forward_with_totals(const at::Tensor& logits, const 
 }
 
 inline at::Tensor LossImpl::totals(const at::Tensor& logits, const at::Tensor& labels) const {
-  at::Tensor x = logits.detach();
-  Layout layout;
-  if (x.dim() < 2) detail::fail("logits must be (N, C) or (N, C, d1, ...)");
-  if (x.device().type() != at::kCPU) detail::fail("logits must be a CPU tensor");
-  if (!detail::tensor_layout(x, layout) || x.numel() == 0) {
-    x = x.contiguous();
-    detail::tensor_layout(x, layout);
-  }
-  if (labels.numel() != layout.rows())
-    detail::fail("labels have " + std::to_string(labels.numel()) + " entries but the logits have " +
-                 std::to_string(layout.rows()) + " rows");
-  const at::Tensor y = labels.contiguous();
+  const detail::Batch batch = detail::prepare(logits, labels, false);
+  const at::Tensor& x = batch.x;
+  const at::Tensor& y = batch.y;
+  const Layout& layout = batch.layout;
   Totals t;
   auto with_labels = [&](const auto& loss, const auto* xp) {
     if (y.scalar_type() == at::kLong)
       t = loss.totals(xp, layout, y.data_ptr<int64_t>());
-    else if (y.scalar_type() == at::kInt)
-      t = loss.totals(xp, layout, y.data_ptr<int32_t>());
     else
-      detail::fail("labels must be int64 or int32");
+      t = loss.totals(xp, layout, y.data_ptr<int32_t>());
   };
   if (x.scalar_type() == at::kFloat)
     with_labels(*float_, x.data_ptr<float>());
-  else if (x.scalar_type() == at::kDouble)
-    with_labels(*double_, x.data_ptr<double>());
   else
-    detail::fail("logits must be float32 or float64");
+    with_labels(*double_, x.data_ptr<double>());
   at::Tensor out = at::empty({int64_t(t.size())}, at::TensorOptions().dtype(at::kDouble));
   for (std::size_t i = 0; i < t.size(); ++i) out.data_ptr<double>()[i] = t[i];
   return out;

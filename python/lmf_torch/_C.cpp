@@ -23,7 +23,13 @@ class Kwargs {
     if (!d_.contains(key)) return;
     used_.insert(key);
     py::object v = d_[key];
-    if (!v.is_none()) out = v.cast<V>();
+    if (v.is_none()) return;
+    try {
+      out = v.cast<V>();
+    } catch (const py::cast_error&) {
+      lmf::detail::raise(lmf::detail::message("option '", key, "' has the wrong type (", std::string(py::str(v.get_type())),
+                                              ")"));
+    }
   }
   void done(const std::string& loss) const {
     for (auto item : d_) {
@@ -164,6 +170,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
            py::arg("totals"))
       .def("totals", &lmf::libtorch::LossImpl::totals, py::arg("logits"), py::arg("labels"))
       .def("set_threads", &lmf::libtorch::LossImpl::set_threads)
+      .def(
+          "set_class_weights",
+          [](lmf::libtorch::LossImpl& l, const std::vector<double>& w) { l.set_class_weights(to_vector(w)); },
+          py::arg("class_weights"))
       .def_property_readonly("classes", [](const lmf::libtorch::LossImpl& l) { return l.loss_double().classes(); });
   m.attr("version") = LMF_VERSION_STRING;
 }

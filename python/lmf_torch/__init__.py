@@ -3,7 +3,8 @@
 Each module computes the loss and its analytic gradient with respect to the logits in one fused
 C++ pass (forward), and hands the gradient to autograd (backward multiplies it by the upstream
 gradient). Logits: float32 or float64, (N, C) or (N, C, d1, ...), any strides, on the CPU;
-labels: int64 or int32, (N, d1, ...). Bad input raises ValueError with lmf's message.
+labels: int64 or int32, (N, d1, ...). Bad input raises ValueError with lmf's message (an error
+inside backward reaches Python as RuntimeError, autograd's type).
 
     import lmf_torch
     loss_fn = lmf_torch.LMFLoss(counts, gamma=2.0, class_weights=None, ignore_index=-100, reduction="mean")
@@ -27,8 +28,12 @@ def _values(v, cast):
         return None
     if isinstance(v, torch.Tensor):
         v = v.detach().cpu().reshape(-1).tolist()
+    elif hasattr(v, "reshape") and hasattr(v, "tolist"):  # NumPy
+        v = v.reshape(-1).tolist()
     elif hasattr(v, "tolist"):
         v = v.tolist()
+    if not hasattr(v, "__iter__"):
+        raise ValueError(f"lmf: expected one value per class, got {v!r}")
     return [cast(x) for x in v]
 
 
@@ -56,9 +61,16 @@ class _Loss(torch.nn.Module):
             return self._impl.forward(logits, labels)
         return self._impl.forward(logits, labels, totals)
 
+    def set_class_weights(self, class_weights):
+        """Replaces the class weights (e.g. each epoch, for LDAM-DRW's deferred re-weighting)."""
+        self._impl.set_class_weights(_values(class_weights, float))
+
     def totals(self, logits, labels):
         """This shard's totals (a float64 tensor): what the reduction divides by, and the batch-mean
-        terms' sums. All-reduce them (torch.distributed.all_reduce, sum), then pass them to forward."""
+        terms' sums. All-reduce them (torch.distributed.all_reduce, sum), then pass them to forward.
+        Each shard's value is then its share of the whole batch's loss, and its gradient its rows of
+        the whole batch's gradient: with DistributedDataParallel, which averages gradients over the
+        ranks, multiply the loss by the world size."""
         return self._impl.totals(logits, labels)
 
     def extra_repr(self):
@@ -81,7 +93,8 @@ class FocalLoss(_Loss):
 
     @classmethod
     def repo_code(cls, alpha=None, gamma=2.0, reduction="mean", ignore_index=-100):
-        """The focal-loss repositories' convention (alpha_y per row, mean over the counted rows)."""
+        """The focal-loss repositories' convention (alpha_y per row, mean over the counted rows);
+        alpha is one value per class (a scalar alpha of binary focal code is not this loss)."""
         return cls._preset("FocalLoss.repo_code", None, class_weights=alpha, gamma=gamma, reduction=reduction,
                            ignore_index=ignore_index)
 

@@ -220,3 +220,43 @@ def test_no_grad_and_module_api():
     with torch.no_grad():
         v = f(x.requires_grad_(), y)
     assert v.grad_fn is None and v.dim() == 0
+
+
+def test_expanded_and_overlapping_logits():
+    base = torch.randn(1, C, dtype=torch.float64, requires_grad=True)
+    y = torch.arange(12) % C
+    v = module("lmf")(base.expand(12, C), y)  # stride 0: read as is, the gradient from a copy
+    v.backward()
+    ref_base = base.detach().clone().requires_grad_()
+    reference("lmf", ref_base.expand(12, C), y).backward()
+    assert rel(base.grad, ref_base.grad) <= 1e-10
+
+
+def test_retained_graph_gives_independent_gradients():
+    x, y = batch(n=20)
+    x.requires_grad_()
+    v = module("lmf")(x, y)
+    (g1,) = torch.autograd.grad(v, x, retain_graph=True)
+    (g2,) = torch.autograd.grad(v, x)
+    assert torch.equal(g1, g2) and g1.data_ptr() != g2.data_ptr()
+
+
+def test_set_class_weights_and_totals_checks():
+    x, y = batch()
+    f = lmf_torch.LDAMLoss(COUNTS)
+    w = weights()
+    f.set_class_weights(w)
+    xr = x.clone().requires_grad_()
+    ref.ldam(xr, y, ref.margins(COUNTS, 0.5), 30.0, w, -100, "mean").backward()
+    xl = x.clone().requires_grad_()
+    f(xl, y).backward()
+    assert rel(xl.grad, xr.grad) <= 1e-10
+    with pytest.raises(ValueError, match="entries but the loss has"):
+        f.set_class_weights([1.0, 2.0])
+    xl2 = x.clone().requires_grad_()
+    f(xl2, y).backward()  # unchanged by the refused call
+    assert torch.equal(xl2.grad, xl.grad)
+    with pytest.raises(ValueError, match="labels have shape"):
+        f.totals(x, y.view(-1, 1))
+    with pytest.raises(ValueError, match="wrong type"):
+        lmf_torch.LMFLoss(COUNTS, gamma="2")
