@@ -172,24 +172,26 @@ class DeviceLoss {
   /// and class; bad totals; or why the host rejected the call). A CUDA error is a status too.
   Status status(cudaStream_t stream) const {
     if (!host_error_.empty()) return Status::error(host_error_);
-    cudaError_t e = cudaStreamSynchronize(stream);
-    if (e != cudaSuccess) return Status::error(lmf::detail::message("CUDA error: ", cudaGetErrorString(e)));
     detail::DeviceStatus st{};
-    e = cudaMemcpy(&st, record_, sizeof(st), cudaMemcpyDeviceToHost);
-    if (e != cudaSuccess) return Status::error(lmf::detail::message("CUDA error: ", cudaGetErrorString(e)));
+    if (cudaError_t e = read_record(stream, st); e != cudaSuccess)
+      return Status::error(lmf::detail::message("CUDA error: ", cudaGetErrorString(e)));
     return describe(st);
   }
 
   /// The code of the last call's status (StatusCode::ok if valid); synchronises like status().
   StatusCode status_code(cudaStream_t stream) const {
-    if (!host_error_.empty()) return StatusCode::invalid_call;
-    if (cudaStreamSynchronize(stream) != cudaSuccess) return StatusCode::invalid_call;
     detail::DeviceStatus st{};
-    if (cudaMemcpy(&st, record_, sizeof(st), cudaMemcpyDeviceToHost) != cudaSuccess) return StatusCode::invalid_call;
+    if (!host_error_.empty() || read_record(stream, st) != cudaSuccess) return StatusCode::invalid_call;
     return static_cast<StatusCode>(st.code);
   }
 
  private:
+  /// Waits for `stream`, then copies the last call's status record to the host.
+  cudaError_t read_record(cudaStream_t stream, detail::DeviceStatus& st) const {
+    cudaError_t e = cudaStreamSynchronize(stream);
+    return e != cudaSuccess ? e : cudaMemcpy(&st, record_, sizeof(st), cudaMemcpyDeviceToHost);
+  }
+
   static void check_cuda(cudaError_t e, const char* what) {
     if (e != cudaSuccess) lmf::detail::raise(lmf::detail::message("cuda: ", what, " failed: ", cudaGetErrorString(e)));
   }

@@ -522,6 +522,19 @@ __global__ void __launch_bounds__(kThreads) check_kernel(Plan<T> p, const In* x,
   if (threadIdx.x < 2 * kMaxTerms) out[threadIdx.x] = s;
 }
 
+/// Turns the first bad logit's key (row * C + class), if any, into a bad_logit status with its
+/// row, class, value and the limit.
+template <class T, class In>
+__device__ inline void record_bad_logit(const Plan<T>& p, const In* x, DeviceStatus& st) {
+  if (st.bad_logit == kNone) return;
+  const Layout& l = p.layout;
+  st.code = int(StatusCode::bad_logit);
+  st.row = static_cast<long long>(st.bad_logit / static_cast<unsigned long long>(l.classes));
+  st.cls = static_cast<long long>(st.bad_logit % static_cast<unsigned long long>(l.classes));
+  st.value = double(Convert<T, In>::load(x[l.row_offset(st.row) + st.cls * l.class_stride]));
+  st.bound = double(p.limit);
+}
+
 /// Pass 2 (one block of 32 threads): this batch's totals, the status, and the terms' params.
 /// `totals_out` (device, may be null): this batch's totals, written only if all is valid.
 template <class T, class In, class L>
@@ -573,12 +586,7 @@ __global__ void plan_kernel(Plan<T> p, const In* x, const L* labels, void* ws, d
       st.code = int(StatusCode::batch_mean_range), st.term = t, st.value = m;
   }
   auto check_logits = [&] {
-    if (st.code != 0 || st.bad_logit == kNone) return;
-    st.code = int(StatusCode::bad_logit);
-    st.row = static_cast<long long>(st.bad_logit / static_cast<unsigned long long>(C));
-    st.cls = static_cast<long long>(st.bad_logit % static_cast<unsigned long long>(C));
-    st.value = double(Convert<T, In>::load(x[l.row_offset(st.row) + st.cls * l.class_stride]));
-    st.bound = double(p.limit);
+    if (st.code == 0) record_bad_logit(p, x, st);
   };
   if (p.logits_first) check_logits();
   for (int t = 0; t < p.n_terms; ++t) {
@@ -657,15 +665,9 @@ __global__ void finish_kernel(Plan<T> p, const In* x, void* ws, T* value, Device
   __syncthreads();
   if (threadIdx.x != 0) return;
   DeviceStatus st = sc->status;
-  if (ok && st.bad_logit != kNone) {  // logits not validated beforehand: found by the loss kernel
-    const Index C = p.layout.classes;
-    st.code = int(StatusCode::bad_logit);
-    st.row = static_cast<long long>(st.bad_logit / static_cast<unsigned long long>(C));
-    st.cls = static_cast<long long>(st.bad_logit % static_cast<unsigned long long>(C));
-    // (read after the gradient was written: in place, this is the gradient entry's value)
-    st.value = double(Convert<T, In>::load(x[p.layout.row_offset(st.row) + st.cls * p.layout.class_stride]));
-    st.bound = double(p.limit);
-  }
+  // logits not validated beforehand: found by the loss kernel (its value read after the gradient
+  // was written: in place, that of the gradient entry; the host does not print it then)
+  if (ok) record_bad_logit(p, x, st);
   if (ok && value && p.reduction != Reduction::none) {
     double v = 0;
     for (int t = 0; t < p.n_terms; ++t) v += lmf::detail::term_value(p.terms[t], sums[t], sc->means[t], p.totals == nullptr);
