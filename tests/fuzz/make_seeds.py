@@ -102,6 +102,12 @@ def seeds():
     # NaN in value() at a late row: the error path
     yield "regress_nan_late_row", seed(C=4, samples=39, logits=[0.5] * 150 + ["nan"] + [0.5] * 5,
                                        label_values=[i % 4 for i in range(39)])
+    # label smoothing with class weights {2.875, 1e30} in float: the gradient (eps / C) s a_c
+    # (W softmax_c - w_c) cancels, and the kernels' rounding noise (1e24) differed by 30%
+    yield "regress_smoothing_extreme_weights", seed(labels="int64", C=2, counts=[44, 1], weights=[46, 1],
+                                                    reduction="sum", gamma2=12, s=57, kind="generic_smooth",
+                                                    kind_bytes=(2,), samples=2, form=0,
+                                                    logits=[122.478432] * 4, label_values=[0, 0], kernel="rows")
 
     # the long-tail family (not findings: starting points for the fuzzer on the new kinds)
     for kind, kb in (("la", (1, 2)), ("bs", (3, 0)), ("vs", (2, 2)), ("focal_drw", ()), ("generic_smooth", (2,))):
