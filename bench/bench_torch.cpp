@@ -99,6 +99,55 @@ void bm_module(benchmark::State& state, Index c) {
   set_logits(state, b.n, c);
 }
 
+/// Issue 12's question: forward computes the gradient and backward returns it (what
+/// lmf::libtorch::Loss does), or forward computes the value only and backward recomputes the
+/// gradient with grad_scale = grad_output (no N x C tensor kept between the two)? Both with a
+/// grad_output of 1 (loss.backward()) and of 0.5 (a scaled loss, e.g. AMP or a sum of losses).
+struct Recompute : public torch::autograd::Function<Recompute> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x, torch::Tensor y,
+                               const lmf::Loss<float>* loss) {
+    ctx->save_for_backward({x, y});
+    ctx->saved_data["loss"] = reinterpret_cast<std::int64_t>(loss);
+    const lmf::Layout layout = lmf::Layout::row_major(x.size(0), x.size(1));
+    return torch::scalar_tensor(loss->value(x.data_ptr<float>(), layout, y.data_ptr<std::int64_t>()));
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_out) {
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor& x = saved[0];
+    const torch::Tensor& y = saved[1];
+    const auto* loss = reinterpret_cast<const lmf::Loss<float>*>(ctx->saved_data["loss"].toInt());
+    const lmf::Layout layout = lmf::Layout::row_major(x.size(0), x.size(1));
+    const std::int64_t* yp = y.data_ptr<std::int64_t>();
+    torch::Tensor g = torch::empty_like(x);
+    const lmf::Totals totals = loss->totals(x.data_ptr<float>(), layout, yp);
+    loss->value_and_gradient(x.data_ptr<float>(), layout, yp, g.data_ptr<float>(), totals,
+                             grad_out[0].item<float>());
+    return {g, torch::Tensor(), torch::Tensor()};
+  }
+};
+
+void bm_backward_strategy(benchmark::State& state, Index c, bool recompute, double grad_output) {
+  torch::set_num_threads(1);
+  Batch<float> b(c);
+  torch::Tensor x = torch::from_blob(b.x.data(), {b.n, c}, torch::kFloat32).clone();
+  torch::Tensor y = torch::from_blob(b.y.data(), {b.n}, torch::kInt32).to(torch::kInt64);
+  lmf::libtorch::Loss module(lmf::LMFLoss<double>(long_tail_counts(c)));
+  module->set_threads(1);
+  lmf::LMFLoss<float> loss(long_tail_counts(c));
+  loss.set_threads(1);
+  for (auto _ : state) {
+    torch::Tensor xg = x.detach().requires_grad_(true);
+    torch::Tensor v = recompute ? Recompute::apply(xg, y, &loss) : module(xg, y);
+    if (grad_output == 1.0)
+      v.backward();
+    else
+      (v * grad_output).backward();
+    benchmark::DoNotOptimize(xg.grad().data_ptr());
+  }
+  set_logits(state, b.n, c);
+}
+
 template <class T>
 void register_all(const char* type, const std::vector<Index>& classes, bool everything) {
   for (Index c : classes) {
@@ -112,6 +161,15 @@ void register_all(const char* type, const std::vector<Index>& classes, bool ever
     benchmark::RegisterBenchmark(("lmf::libtorch/LMF/value_and_gradient" + suffix).c_str(), bm_module<T>, c)
         ->Unit(benchmark::kMillisecond)
         ->MinTime(1.0);
+    if (everything)
+      for (bool recompute : {false, true})
+        for (double go : {1.0, 0.5})
+          benchmark::RegisterBenchmark((std::string("backward/") + (recompute ? "recompute" : "saved") +
+                                        (go == 1.0 ? "/grad_output_1" : "/grad_output_0.5") + suffix)
+                                           .c_str(),
+                                       bm_backward_strategy, c, recompute, go)
+              ->Unit(benchmark::kMillisecond)
+              ->MinTime(1.0);
     if (everything)
       for (Which w : {Which::ce, Which::focal, Which::ldam, Which::la, Which::bs, Which::vs, Which::ce_smooth,
                       Which::sigmoid})

@@ -241,6 +241,32 @@ def test_retained_graph_gives_independent_gradients():
     assert torch.equal(g1, g2) and g1.data_ptr() != g2.data_ptr()
 
 
+def test_retained_graph_with_scaled_grad_outputs():
+    # the first backward scales the saved gradient in place; later ones rescale it
+    x, y = batch(n=20)
+    x.requires_grad_()
+    v = module("lmf")(x, y)
+    (g1,) = torch.autograd.grad(v, x, grad_outputs=torch.tensor(0.5, dtype=v.dtype), retain_graph=True)
+    (g2,) = torch.autograd.grad(v, x, grad_outputs=torch.tensor(2.0, dtype=v.dtype), retain_graph=True)
+    (g3,) = torch.autograd.grad(v, x, grad_outputs=torch.tensor(0.5, dtype=v.dtype))
+    assert torch.allclose(g2, 4.0 * g1, rtol=1e-15, atol=0)
+    assert torch.equal(g3, g1) and g3.data_ptr() != g1.data_ptr()
+    xr = x.detach().clone().requires_grad_()
+    reference("lmf", xr, y).backward(torch.tensor(2.0, dtype=v.dtype))
+    assert rel(g2, xr.grad) <= 1e-10
+    # after a first grad_output of 0, the saved gradient is gone: a clear error
+    v = module("lmf")(x, y)
+    torch.autograd.grad(v, x, grad_outputs=torch.tensor(0.0, dtype=v.dtype), retain_graph=True)
+    with pytest.raises(RuntimeError, match="second backward through an lmf loss after a first grad_output of 0"):
+        torch.autograd.grad(v, x)
+    # the first gradient clipped in place, then a second backward: an error, not the clipped values
+    v = module("lmf")(x, y)
+    (g,) = torch.autograd.grad(v, x, retain_graph=True)
+    g.mul_(0.1)
+    with pytest.raises(RuntimeError, match="modified in place"):
+        torch.autograd.grad(v, x)
+
+
 def test_set_class_weights_and_totals_checks():
     x, y = batch()
     f = lmf_torch.LDAMLoss(COUNTS)
