@@ -211,9 +211,7 @@ struct Fused : public torch::autograd::Function<Fused> {
           value.data_ptr<double>());
     ctx->saved_data["per_row"] = none;
     ctx->saved_data["given"] = false;
-    // kept in saved_data, not save_for_backward: backward scales it in place and checks its
-    // version itself (see there)
-    if (needs_grad) ctx->saved_data["grad"] = grad;
+    if (needs_grad) ctx->save_for_backward({grad});
     return value;
   }
 
@@ -223,35 +221,35 @@ struct Fused : public torch::autograd::Function<Fused> {
       fail("double backward is not supported (the gradient is computed analytically in forward; "
            "backward(create_graph=True) / torch.autograd.grad(..., create_graph=True) through an lmf loss is an "
            "error)");
-    if (!ctx->saved_data.count("grad")) fail("backward through a loss evaluated without a gradient (no_grad)");
-    at::Tensor grad = ctx->saved_data["grad"].toTensor();
+    const torch::autograd::variable_list saved = ctx->get_saved_variables();
+    if (saved.empty()) fail("backward through a loss evaluated without a gradient (no_grad)");
+    at::Tensor grad = saved[0];
     const at::Tensor& go = grad_outputs[0];
     const bool per_row = ctx->saved_data["per_row"].toBool();
     at::Tensor out;
     if (!per_row) {
       // The saved gradient is handed out once, scaled in place: loss.backward() (grad_output 1)
       // costs nothing, a scaled loss one in-place multiply (a new tensor would cost its
-      // allocation and first touch too: 13.5 against 7 ms per 4M floats, docs/api.md). A
-      // retained graph's later backward gets a new tensor, the saved one rescaled by
-      // grad_output / (the first grad_output) — a rounding or two, and an error after a first
-      // grad_output that was 0 or not finite, whose gradient no longer holds the unscaled one.
-      // The handed-out tensor's version is recorded: if the caller changed it in place since
-      // (clip_grad_norm_, an optimizer), a later backward says so instead of rescaling it.
+      // allocation and first touch too: 13.5 against 7 ms per 4M floats, docs/api.md). The
+      // multiply goes through variable_data(), which does not bump the saved tensor's version,
+      // so autograd's own check still catches a caller's in-place change (clip_grad_norm_ on
+      // the handed-out tensor) if a retained graph is run again. Without retain_graph autograd
+      // releases the saved tensor after this call, and AccumulateGrad takes the returned one as
+      // logits.grad without a copy. A retained graph's later backward gets a new tensor: the
+      // saved one rescaled by grad_output / (the first grad_output) — a rounding or two — and an
+      // error after a first grad_output of 0 or not finite, which left nothing to rescale.
       const double g = go.item<double>();
       if (!ctx->saved_data["given"].toBool()) {
-        out = g == 1.0 ? grad : grad.mul_(g);
+        if (g != 1.0) grad.variable_data().mul_(g);
+        out = grad;
         ctx->saved_data["given"] = true;
         ctx->saved_data["first_grad_output"] = g;
-        ctx->saved_data["version"] = static_cast<int64_t>(grad._version());
       } else {
         const double first = ctx->saved_data["first_grad_output"].toDouble();
         if (!(std::isfinite(first) && first != 0.0))
           fail("a second backward through an lmf loss after a first grad_output of " + std::to_string(first) +
                " (the saved gradient was scaled by it in place; keep the graph and use a nonzero, finite "
                "grad_output first)");
-        if (static_cast<int64_t>(grad._version()) != ctx->saved_data["version"].toInt())
-          fail("a second backward through an lmf loss after the gradient of the first was modified in place "
-               "(e.g. by clip_grad_norm_ or an optimizer step): the saved gradient is that tensor");
         out = g == first ? grad.clone() : grad * (g / first);
       }
     } else {

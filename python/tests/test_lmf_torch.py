@@ -259,12 +259,21 @@ def test_retained_graph_with_scaled_grad_outputs():
     torch.autograd.grad(v, x, grad_outputs=torch.tensor(0.0, dtype=v.dtype), retain_graph=True)
     with pytest.raises(RuntimeError, match="second backward through an lmf loss after a first grad_output of 0"):
         torch.autograd.grad(v, x)
-    # the first gradient clipped in place, then a second backward: an error, not the clipped values
+    # the first gradient clipped in place, then a second backward: autograd's error, not the
+    # clipped values (torch.autograd.grad hands out the saved tensor itself)
     v = module("lmf")(x, y)
-    (g,) = torch.autograd.grad(v, x, retain_graph=True)
+    (g,) = torch.autograd.grad(v, x, grad_outputs=torch.tensor(0.5, dtype=v.dtype), retain_graph=True)
     g.mul_(0.1)
-    with pytest.raises(RuntimeError, match="modified in place"):
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         torch.autograd.grad(v, x)
+    # .backward(retain_graph=True) accumulates a copy into x.grad: clipping it changes nothing saved
+    x.grad = None
+    v = module("lmf")(x, y)
+    v.backward(retain_graph=True)
+    first = x.grad.clone()
+    x.grad.mul_(0.1)
+    (again,) = torch.autograd.grad(v, x)
+    assert torch.equal(again, first)
 
 
 def test_set_class_weights_and_totals_checks():
