@@ -178,7 +178,8 @@ void register_all(const char* type, const std::vector<Index>& classes, bool ever
 
 int main(int argc, char** argv) {
   // what this binary's kernels run on (bench/run.py prints it with each table)
-  benchmark::AddCustomContext("lmf_simd", xsimd::default_arch::name());
+  benchmark::AddCustomContext("lmf_simd", lmf::simd_isa());
+  benchmark::AddCustomContext("lmf_cpu_simd", lmf::cpu_simd_isa());
   benchmark::AddCustomContext("lmf_flags", LMF_BENCH_FLAGS);
   benchmark::AddCustomContext("lmf_flushes_subnormals", lmf::detail::flushes_subnormals() ? "yes" : "no");
   register_all<float>("float", float_classes(), true);

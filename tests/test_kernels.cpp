@@ -241,3 +241,30 @@ TEMPLATE_TEST_CASE("results are bitwise identical for any thread count and from 
     }
   }
 }
+
+TEST_CASE("simd_isa names the build's instruction set, cpu_simd_isa the CPU's", "[kernels][isa]") {
+  const std::string built = lmf::simd_isa(), cpu = lmf::cpu_simd_isa();
+  INFO("test build " << LMF_TEST_ISA << ": kernels " << built << ", CPU " << cpu);
+  const std::string isa = LMF_TEST_ISA;
+  if (isa == "baseline") CHECK(built == "sse2");
+  if (isa == "avx2") CHECK(built == "fma3+avx2");
+  if (isa == "avx512") CHECK(built == "avx512bw");
+  CHECK(built == xsimd::default_arch::name());
+  // the CPU's set, read independently from /proc/cpuinfo's flags where there is one
+  std::ifstream info("/proc/cpuinfo");
+  std::string line, flags;
+  while (std::getline(info, line))
+    if (line.rfind("flags", 0) == 0) {
+      flags = " " + line.substr(line.find(':') + 1) + " ";
+      break;
+    }
+  if (flags.empty()) return;  // not Linux on x86
+  auto has = [&](const char* f) { return flags.find(std::string(" ") + f + " ") != std::string::npos; };
+  const std::string expected = has("avx512f") && has("avx512cd") && has("avx512dq") && has("avx512bw") ? "avx512bw"
+                               : has("avx2") && has("fma")                                               ? "fma3+avx2"
+                                                                                                         : "sse2";
+  CHECK(cpu == expected);
+  // this binary runs here, so its set is one the CPU has: never wider than cpu_simd_isa
+  auto rank = [](const std::string& s) { return s == "avx512bw" ? 2 : s == "fma3+avx2" ? 1 : 0; };
+  CHECK(rank(built) <= rank(cpu));
+}

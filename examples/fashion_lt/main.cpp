@@ -298,7 +298,8 @@ void print_report(const Settings& s, Eigen::Index train_size, Eigen::Index test_
   }
   print_markdown_table(std::cout, {"loss", "accuracy", "balanced accuracy", "macro-F1", "tail recall"}, metrics);
   std::cout << "\nShare of training-step time (batch, forward, loss, backward, update) spent in the loss call "
-               "(lmf value_and_gradient):\n\n";
+               "(lmf value_and_gradient; lmf's kernels: "
+            << lmf::simd_isa() << ", this CPU: " << lmf::cpu_simd_isa() << "):\n\n";
   print_markdown_table(std::cout, {"loss", "loss call / step time", "µs per loss call"}, timing);
 }
 

@@ -1,4 +1,5 @@
-// lmf/lmf.hpp — the umbrella header: everything CPU-side (there is no CUDA backend yet).
+// lmf/lmf.hpp — the umbrella header: everything CPU-side. (The CUDA backend is <lmf/cuda.cuh>,
+// the libtorch module <lmf/torch.hpp>: each included on its own.)
 //
 //   #include <lmf/lmf.hpp>
 //   lmf::LMFLoss<float> loss(counts);
@@ -7,6 +8,7 @@
 
 #include <lmf/config.hpp>
 #include <lmf/errors.hpp>
+#include <lmf/isa.hpp>
 #include <lmf/class_stats.hpp>
 #include <lmf/spec.hpp>
 #include <lmf/view.hpp>
