@@ -17,6 +17,7 @@
 #include <lmf/lmf.hpp>
 
 #include <torch/torch.h>
+#include <ATen/SavedTensorHooks.h>
 
 #include <cmath>
 #include <cstdint>
@@ -209,6 +210,10 @@ struct Fused : public torch::autograd::Function<Fused> {
     else
       run(module->loss_double(), x.data_ptr<double>(), needs_grad ? grad.data_ptr<double>() : nullptr,
           value.data_ptr<double>());
+    // saved-tensor hooks (torch.autograd.graph.saved_tensors_hooks, save_on_cpu) may hand
+    // backward a new copy at each unpack, and autograd does not check versions through them:
+    // backward then neither scales in place nor hands out the saved tensor itself
+    ctx->saved_data["hooked"] = at::SavedTensorDefaultHooks::get_hooks().first != nullptr;
     ctx->saved_data["per_row"] = none;
     ctx->saved_data["given"] = false;
     if (needs_grad) ctx->save_for_backward({grad});
@@ -236,10 +241,14 @@ struct Fused : public torch::autograd::Function<Fused> {
       // the handed-out tensor) if a retained graph is run again. Without retain_graph autograd
       // releases the saved tensor after this call, and AccumulateGrad takes the returned one as
       // logits.grad without a copy. A retained graph's later backward gets a new tensor: the
-      // saved one rescaled by grad_output / (the first grad_output) — a rounding or two — and an
-      // error after a first grad_output of 0 or not finite, which left nothing to rescale.
+      // saved one rescaled by grad_output / (the first grad_output) — a rounding or two, unless
+      // the first grad_output took entries beyond the dtype's range (below 1e-38 or above 3e38
+      // in float) — and an error after a first grad_output of 0 or not finite, which left
+      // nothing to rescale.
       const double g = go.item<double>();
-      if (!ctx->saved_data["given"].toBool()) {
+      if (ctx->saved_data["hooked"].toBool()) {
+        out = g == 1.0 ? grad.clone() : grad * g;
+      } else if (!ctx->saved_data["given"].toBool()) {
         if (g != 1.0) grad.variable_data().mul_(g);
         out = grad;
         ctx->saved_data["given"] = true;

@@ -276,6 +276,21 @@ def test_retained_graph_with_scaled_grad_outputs():
     assert torch.equal(again, first)
 
 
+def test_saved_tensor_hooks_that_copy():
+    # hooks that unpack a new copy each time (as save_on_cpu may): nothing is scaled in place,
+    # so a retained graph's second backward is still exact
+    x, y = batch(n=20)
+    x.requires_grad_()
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: t.clone(), lambda t: t.clone()):
+        v = module("lmf")(x, y)
+    (g1,) = torch.autograd.grad(v, x, grad_outputs=torch.tensor(0.5, dtype=v.dtype), retain_graph=True)
+    (g2,) = torch.autograd.grad(v, x, grad_outputs=torch.tensor(2.0, dtype=v.dtype))
+    xr = x.detach().clone().requires_grad_()
+    reference("lmf", xr, y).backward()
+    assert rel(g1, 0.5 * xr.grad) <= 1e-10
+    assert rel(g2, 2.0 * xr.grad) <= 1e-10
+
+
 def test_set_class_weights_and_totals_checks():
     x, y = batch()
     f = lmf_torch.LDAMLoss(COUNTS)

@@ -342,7 +342,7 @@ void run(Reader& r) {
       const double W = t.w.size() ? double(t.w.template cast<double>().cwiseAbs().sum()) : double(C);
       const double amax = t.a.size() ? double(t.a.template cast<double>().cwiseAbs().maxCoeff()) : 1.0;
       double scale = std::abs(double(t.weight)) * double(t.label_smoothing) / double(C) * double(t.s) * W * amax;
-      if (loss.reduction() == lmf::Reduction::mean) {
+      if (loss.reduction() == lmf::Reduction::mean) {  // the term's own denominator (plan.hpp)
         double counted = 0, weights = 0;
         for (lmf::Index i = 0; i < rows; ++i) {
           const std::int64_t y = static_cast<std::int64_t>(labels[std::size_t(i)]);
@@ -350,7 +350,9 @@ void run(Reader& r) {
           counted += 1;
           weights += t.w.size() ? double(t.w(y)) : 1.0;
         }
-        const double d = std::min(counted, weights);
+        const double d = t.mean_over == lmf::MeanOver::target_weights ? weights
+                         : t.mean_over == lmf::MeanOver::rows         ? counted
+                                                                      : double(rows);
         scale = d > 0 ? scale / d : 0;
       }
       smooth_scale += scale;

@@ -100,6 +100,11 @@ inline void tile_to_rows(const float* tile, Index R, Index C, float* rows, Index
 }
 // double: 2 x 2 blocks (unpacklo / unpackhi), the same scheme with a last block at C - 2
 inline void rows_to_tile(const double* rows, Index rs, Index R, Index C, double* tile) {
+  if (C < 2) {  // (the lanes kernel never runs C = 1: the scalar kernel does)
+    for (Index j = 0; j < R; ++j)
+      for (Index c = 0; c < C; ++c) tile[c * R + j] = rows[j * rs + c];
+    return;
+  }
   for (Index c0 = 0; c0 < C; c0 += 2) {
     const Index c = c0 + 2 <= C ? c0 : C - 2;
     for (Index j = 0; j < R; j += 2) {
@@ -110,6 +115,11 @@ inline void rows_to_tile(const double* rows, Index rs, Index R, Index C, double*
   }
 }
 inline void tile_to_rows(const double* tile, Index R, Index C, double* rows, Index rs) {
+  if (C < 2) {
+    for (Index j = 0; j < R; ++j)
+      for (Index c = 0; c < C; ++c) rows[j * rs + c] = tile[c * R + j];
+    return;
+  }
   for (Index c0 = 0; c0 < C; c0 += 2) {
     const Index c = c0 + 2 <= C ? c0 : C - 2;
     for (Index j = 0; j < R; j += 2) {
