@@ -109,6 +109,13 @@ def seeds():
                                                     kind_bytes=(2,), samples=2, form=0,
                                                     logits=[122.478432] * 4, label_values=[0, 0], kernel="rows")
 
+    # row-major tiles of the lanes kernel (SSE transposes): C = 2 (deinterleave), 5 (a 4 x 4 block
+    # and an overlapping one), 3 in double (2 x 2 blocks), 40 rows so every build fills a tile
+    for C, double in ((2, False), (5, False), (3, True), (7, True)):
+        yield f"seed_lanes_row_major_c{C}_{'double' if double else 'float'}", seed(
+            double=double, C=C, kind="lmf", samples=37, logits=[((i * 37) % 23) / 4.0 - 2.5 for i in range(37 * C)],
+            label_values=[i % C if i % 9 else "ignore" for i in range(37)], kernel="lanes")
+
     # the long-tail family (not findings: starting points for the fuzzer on the new kinds)
     for kind, kb in (("la", (1, 2)), ("bs", (3, 0)), ("vs", (2, 2)), ("focal_drw", ()), ("generic_smooth", (2,))):
         yield f"seed_family_{kind}", seed(C=5, kind=kind, kind_bytes=kb, weights=[16, 8, 32, 4, 2], samples=9,

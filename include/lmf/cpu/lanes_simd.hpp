@@ -61,6 +61,14 @@ void tile_to_rows(const T* tile, Index R, Index C, T* rows, Index rs) {
 // that last block overlaps the previous one and writes some entries twice, with the same value.
 // R is a multiple of 4 and tile 16-byte aligned (the lanes kernel's tiles are 64-byte aligned).
 inline void rows_to_tile(const float* rows, Index rs, Index R, Index C, float* tile) {
+  if (C == 2 && rs == 2) {  // binary, dense: deinterleave 4 rows (8 floats) into 2 class vectors
+    for (Index j = 0; j < R; j += 4) {
+      const __m128 a = _mm_loadu_ps(rows + 2 * j), b = _mm_loadu_ps(rows + 2 * j + 4);
+      _mm_store_ps(tile + j, _mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)));
+      _mm_store_ps(tile + R + j, _mm_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+    }
+    return;
+  }
   if (C < 4) {
     for (Index j = 0; j < R; ++j)
       for (Index c = 0; c < C; ++c) tile[c * R + j] = rows[j * rs + c];
@@ -80,6 +88,14 @@ inline void rows_to_tile(const float* rows, Index rs, Index R, Index C, float* t
   }
 }
 inline void tile_to_rows(const float* tile, Index R, Index C, float* rows, Index rs) {
+  if (C == 2 && rs == 2) {  // interleave the 2 class vectors back into 4 rows
+    for (Index j = 0; j < R; j += 4) {
+      const __m128 c0 = _mm_load_ps(tile + j), c1 = _mm_load_ps(tile + R + j);
+      _mm_storeu_ps(rows + 2 * j, _mm_unpacklo_ps(c0, c1));
+      _mm_storeu_ps(rows + 2 * j + 4, _mm_unpackhi_ps(c0, c1));
+    }
+    return;
+  }
   if (C < 4) {
     for (Index j = 0; j < R; ++j)
       for (Index c = 0; c < C; ++c) rows[j * rs + c] = tile[c * R + j];
