@@ -39,113 +39,88 @@ Index lanes_scratch_size(Index classes, int n_terms) {
   return (Index(n_terms) + 2) * classes * simd::width<T>() * kLaneGroups;
 }
 
-/// Rows to the class-major tile and back, for class-contiguous rows evenly spaced in memory
-/// (row-major N x C, padded rows): R rows, row j at rows + j * rs, class c of row j at
-/// tile[c * R + j]. Generic version: element by element.
+/// dst = the transpose of src: dst[c * ds + j] = src[j * ss + c] for j < m, c < n. Generic
+/// version: element by element.
 template <class T>
-void rows_to_tile(const T* rows, Index rs, Index R, Index C, T* tile) {
-  for (Index j = 0; j < R; ++j)
-    for (Index c = 0; c < C; ++c) tile[c * R + j] = rows[j * rs + c];
-}
-template <class T>
-void tile_to_rows(const T* tile, Index R, Index C, T* rows, Index rs) {
-  for (Index j = 0; j < R; ++j)
-    for (Index c = 0; c < C; ++c) rows[j * rs + c] = tile[c * R + j];
+void transpose(const T* src, Index ss, Index m, Index n, T* dst, Index ds) {
+  for (Index j = 0; j < m; ++j)
+    for (Index c = 0; c < n; ++c) dst[c * ds + j] = src[j * ss + c];
 }
 
 #if defined(__SSE2__)
-// float: 4 x 4 blocks transposed in SSE registers (every x86-64 CPU has SSE2; with AVX the
-// compiler encodes them as VEX), 3 instructions per 4 values against 4 scalar moves and index
-// arithmetic per value: the scalar copies were 27% of the lanes kernel's time at C = 10 with
-// AVX-512. The blocks start at classes 0, 4, 8, ... and, when 4 does not divide C, at C - 4:
-// that last block overlaps the previous one and writes some entries twice, with the same value.
-// R is a multiple of 4 and tile 16-byte aligned (the lanes kernel's tiles are 64-byte aligned).
-inline void rows_to_tile(const float* rows, Index rs, Index R, Index C, float* tile) {
-  if (C == 2 && rs == 2) {  // binary, dense: deinterleave 4 rows (8 floats) into 2 class vectors
-    for (Index j = 0; j < R; j += 4) {
-      const __m128 a = _mm_loadu_ps(rows + 2 * j), b = _mm_loadu_ps(rows + 2 * j + 4);
-      _mm_store_ps(tile + j, _mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)));
-      _mm_store_ps(tile + R + j, _mm_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
-    }
-    return;
-  }
-  if (C < 4) {
-    for (Index j = 0; j < R; ++j)
-      for (Index c = 0; c < C; ++c) tile[c * R + j] = rows[j * rs + c];
-    return;
-  }
-  for (Index c0 = 0; c0 < C; c0 += 4) {
-    const Index c = c0 + 4 <= C ? c0 : C - 4;
-    for (Index j = 0; j < R; j += 4) {
-      __m128 r0 = _mm_loadu_ps(rows + j * rs + c), r1 = _mm_loadu_ps(rows + (j + 1) * rs + c);
-      __m128 r2 = _mm_loadu_ps(rows + (j + 2) * rs + c), r3 = _mm_loadu_ps(rows + (j + 3) * rs + c);
+// The same by 4 x 4 blocks of floats transposed in SSE registers (2 x 2 for double; every
+// x86-64 CPU has SSE2, and with AVX the compiler encodes them as VEX): 3 instructions per 4
+// values against 4 scalar moves and index arithmetic per value, which were 27% of the lanes
+// kernel's time at C = 10 with AVX-512. Blocks start at 0, 4, 8, ... along each dimension and,
+// where 4 does not divide it, at its size - 4: that last block overlaps the one before and
+// writes some entries twice, with the same value.
+inline void transpose(const float* src, Index ss, Index m, Index n, float* dst, Index ds) {
+  if (m < 4 || n < 4) return transpose<float>(src, ss, m, n, dst, ds);
+  for (Index j0 = 0; j0 < m; j0 += 4) {
+    const Index j = j0 + 4 <= m ? j0 : m - 4;
+    for (Index c0 = 0; c0 < n; c0 += 4) {
+      const Index c = c0 + 4 <= n ? c0 : n - 4;
+      const float* in = src + j * ss + c;
+      float* out = dst + c * ds + j;
+      __m128 r0 = _mm_loadu_ps(in), r1 = _mm_loadu_ps(in + ss), r2 = _mm_loadu_ps(in + 2 * ss),
+             r3 = _mm_loadu_ps(in + 3 * ss);
       _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
-      _mm_store_ps(tile + c * R + j, r0);
-      _mm_store_ps(tile + (c + 1) * R + j, r1);
-      _mm_store_ps(tile + (c + 2) * R + j, r2);
-      _mm_store_ps(tile + (c + 3) * R + j, r3);
+      _mm_storeu_ps(out, r0);
+      _mm_storeu_ps(out + ds, r1);
+      _mm_storeu_ps(out + 2 * ds, r2);
+      _mm_storeu_ps(out + 3 * ds, r3);
     }
   }
 }
-inline void tile_to_rows(const float* tile, Index R, Index C, float* rows, Index rs) {
-  if (C == 2 && rs == 2) {  // interleave the 2 class vectors back into 4 rows
-    for (Index j = 0; j < R; j += 4) {
-      const __m128 c0 = _mm_load_ps(tile + j), c1 = _mm_load_ps(tile + R + j);
-      _mm_storeu_ps(rows + 2 * j, _mm_unpacklo_ps(c0, c1));
-      _mm_storeu_ps(rows + 2 * j + 4, _mm_unpackhi_ps(c0, c1));
-    }
-    return;
-  }
-  if (C < 4) {
-    for (Index j = 0; j < R; ++j)
-      for (Index c = 0; c < C; ++c) rows[j * rs + c] = tile[c * R + j];
-    return;
-  }
-  for (Index c0 = 0; c0 < C; c0 += 4) {
-    const Index c = c0 + 4 <= C ? c0 : C - 4;
-    for (Index j = 0; j < R; j += 4) {
-      __m128 r0 = _mm_load_ps(tile + c * R + j), r1 = _mm_load_ps(tile + (c + 1) * R + j);
-      __m128 r2 = _mm_load_ps(tile + (c + 2) * R + j), r3 = _mm_load_ps(tile + (c + 3) * R + j);
-      _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
-      _mm_storeu_ps(rows + j * rs + c, r0);
-      _mm_storeu_ps(rows + (j + 1) * rs + c, r1);
-      _mm_storeu_ps(rows + (j + 2) * rs + c, r2);
-      _mm_storeu_ps(rows + (j + 3) * rs + c, r3);
-    }
-  }
-}
-// double: 2 x 2 blocks (unpacklo / unpackhi), the same scheme with a last block at C - 2
-inline void rows_to_tile(const double* rows, Index rs, Index R, Index C, double* tile) {
-  if (C < 2) {  // (the lanes kernel never runs C = 1: the scalar kernel does)
-    for (Index j = 0; j < R; ++j)
-      for (Index c = 0; c < C; ++c) tile[c * R + j] = rows[j * rs + c];
-    return;
-  }
-  for (Index c0 = 0; c0 < C; c0 += 2) {
-    const Index c = c0 + 2 <= C ? c0 : C - 2;
-    for (Index j = 0; j < R; j += 2) {
-      const __m128d r0 = _mm_loadu_pd(rows + j * rs + c), r1 = _mm_loadu_pd(rows + (j + 1) * rs + c);
-      _mm_store_pd(tile + c * R + j, _mm_unpacklo_pd(r0, r1));
-      _mm_store_pd(tile + (c + 1) * R + j, _mm_unpackhi_pd(r0, r1));
-    }
-  }
-}
-inline void tile_to_rows(const double* tile, Index R, Index C, double* rows, Index rs) {
-  if (C < 2) {
-    for (Index j = 0; j < R; ++j)
-      for (Index c = 0; c < C; ++c) rows[j * rs + c] = tile[c * R + j];
-    return;
-  }
-  for (Index c0 = 0; c0 < C; c0 += 2) {
-    const Index c = c0 + 2 <= C ? c0 : C - 2;
-    for (Index j = 0; j < R; j += 2) {
-      const __m128d r0 = _mm_load_pd(tile + c * R + j), r1 = _mm_load_pd(tile + (c + 1) * R + j);
-      _mm_storeu_pd(rows + j * rs + c, _mm_unpacklo_pd(r0, r1));
-      _mm_storeu_pd(rows + (j + 1) * rs + c, _mm_unpackhi_pd(r0, r1));
+inline void transpose(const double* src, Index ss, Index m, Index n, double* dst, Index ds) {
+  if (m < 2 || n < 2) return transpose<double>(src, ss, m, n, dst, ds);
+  for (Index j0 = 0; j0 < m; j0 += 2) {
+    const Index j = j0 + 2 <= m ? j0 : m - 2;
+    for (Index c0 = 0; c0 < n; c0 += 2) {
+      const Index c = c0 + 2 <= n ? c0 : n - 2;
+      const __m128d r0 = _mm_loadu_pd(src + j * ss + c), r1 = _mm_loadu_pd(src + (j + 1) * ss + c);
+      _mm_storeu_pd(dst + c * ds + j, _mm_unpacklo_pd(r0, r1));
+      _mm_storeu_pd(dst + (c + 1) * ds + j, _mm_unpackhi_pd(r0, r1));
     }
   }
 }
 #endif
+
+/// Rows to the class-major tile and back, for class-contiguous rows evenly spaced in memory
+/// (row-major N x C, padded rows): R rows (a multiple of 4), row j at rows + j * rs, class c of
+/// row j at tile[c * R + j].
+template <class T>
+void rows_to_tile(const T* rows, Index rs, Index R, Index C, T* tile) {
+#if defined(__SSE2__)
+  if constexpr (std::is_same<T, float>::value) {
+    if (C == 2 && rs == 2) {  // dense binary: deinterleave 4 rows at a time
+      for (Index j = 0; j < R; j += 4) {
+        const __m128 a = _mm_loadu_ps(rows + 2 * j), b = _mm_loadu_ps(rows + 2 * j + 4);
+        _mm_storeu_ps(tile + j, _mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)));
+        _mm_storeu_ps(tile + R + j, _mm_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+      }
+      return;
+    }
+  }
+#endif
+  transpose(rows, rs, R, C, tile, R);
+}
+template <class T>
+void tile_to_rows(const T* tile, Index R, Index C, T* rows, Index rs) {
+#if defined(__SSE2__)
+  if constexpr (std::is_same<T, float>::value) {
+    if (C == 2 && rs == 2) {  // and interleave them back
+      for (Index j = 0; j < R; j += 4) {
+        const __m128 c0 = _mm_loadu_ps(tile + j), c1 = _mm_loadu_ps(tile + R + j);
+        _mm_storeu_ps(rows + 2 * j, _mm_unpacklo_ps(c0, c1));
+        _mm_storeu_ps(rows + 2 * j + 4, _mm_unpackhi_ps(c0, c1));
+      }
+      return;
+    }
+  }
+#endif
+  transpose(tile, R, C, R, rows, rs);
+}
 
 /// Whether R row offsets are evenly spaced (off[j] = off[0] + j * step), and the step.
 inline bool evenly_spaced(const Index* off, Index R, Index& step) {
