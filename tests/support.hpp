@@ -85,8 +85,8 @@ double elementwise_error(const A& a, const B& b, double floor) {
 /// down to a millionth of the largest are compared relatively.
 constexpr double kElementFloor = 1e-6;
 
-/// Both bounds at once: normwise (floor 1e-3 of `scale`) and elementwise (floor kElementFloor
-/// of `scale`); `scale` defaults to max|b|. Absolute differences below 1e8 x the smallest normal
+/// Both bounds at once: normwise (floor 1e-3 of `scale`, or `element_floor` of it if larger) and
+/// elementwise (floor `element_floor` of `scale`); `scale` defaults to max|b|. Absolute differences below 1e8 x the smallest normal
 /// number of a's type (1e-30 in float, 2e-300 in double) count as none: the fast kernels' exp
 /// gives the smallest normal where the true value underflows (a row whose target dominates by
 /// exp(-144) has l = 1.2e-38 there and 0 in the scalar kernel).
@@ -101,7 +101,8 @@ bool close(const A& a, const B& b, double tol, double scale = -1, double element
     if (std::abs(da(i) - db(i)) <= tiny) da(i) = db(i);
   const double floor_min = std::numeric_limits<double>::min();
   const double ew = elementwise_error(da, db, std::max(element_floor * s, floor_min));
-  const double nw = rel_error(da, db, std::max(1e-3 * s, floor_min));
+  // a normwise bound is never stricter than the elementwise one (label smoothing's floor)
+  const double nw = rel_error(da, db, std::max(std::max(1e-3, element_floor) * s, floor_min));
   if (ew > tol || nw > tol) {
     Index worst = 0;
     ((da - db).abs() / db.abs().max(std::max(element_floor * s, floor_min))).maxCoeff(&worst);
