@@ -4,8 +4,9 @@
   bench/run.py BUILD_DIR [BUILD_DIR ...] [--min-time SECONDS] [--filter REGEX] [--json OUT]
 
 Runs BUILD_DIR/bench/bench_lmf (lmf fast path, lmf scalar kernel, naive Eigen, memcpy floor,
-the subnormal check) of each build directory (scripts/bench.sh makes one per instruction set:
--march=native, AVX2+FMA, default flags) and bench/bench_torch (libtorch, one thread) once, from
+the subnormal check) of each build directory (scripts/bench.sh makes two: -march=native and the
+default flags; BUILD_DIR@ISA caps lmf's run-time dispatch to one instruction set) and
+bench/bench_torch (libtorch, one thread) once, from
 the first build that has it, all on the same batches: N * C ~ 4M logits, row-major. Every number
 is wall time per logit from the same session; each build gets its own tables, with libtorch's
 numbers beside.
@@ -21,7 +22,7 @@ import tempfile
 from collections import defaultdict
 
 
-def run(binary, min_time, flt, repetitions):
+def run(binary, min_time, flt, repetitions, isa=None):
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         out = f.name
     cmd = [binary, f"--benchmark_out={out}", "--benchmark_out_format=json", f"--benchmark_min_time={min_time}",
@@ -29,7 +30,10 @@ def run(binary, min_time, flt, repetitions):
     if flt:
         cmd.append(f"--benchmark_filter={flt}")
     print("running", " ".join(cmd), file=sys.stderr)
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    env = dict(os.environ)
+    if isa:  # lmf's kernels capped to this instruction set (run-time dispatch, lmf/isa.hpp)
+        env["LMF_SIMD_ISA"] = isa
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
     with open(out) as f:
         data = json.load(f)
     os.unlink(out)
@@ -92,26 +96,28 @@ def subnormal_table(results):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("build_dirs", nargs="+")
+    ap.add_argument("build_dirs", nargs="+", help="BUILD_DIR, or BUILD_DIR@ISA to cap lmf's kernels to ISA "
+                    "(sse2, avx2, avx512: the environment variable LMF_SIMD_ISA)")
     ap.add_argument("--min-time", default="0.5")
     ap.add_argument("--filter", default="")
     ap.add_argument("--json", default="")
     ap.add_argument("--repetitions", default="3", help="runs per benchmark; the median is reported")
     args = ap.parse_args()
     torch = defaultdict(dict)
-    torch_bins = [os.path.join(d, "bench", "bench_torch") for d in args.build_dirs]
+    torch_bins = [os.path.join(d.split("@")[0], "bench", "bench_torch") for d in args.build_dirs]
     torch_bins = [b for b in torch_bins if os.path.exists(b)]
     has_torch = bool(torch_bins)
     if has_torch:
         parse(run(torch_bins[0], args.min_time, args.filter, args.repetitions), torch)
     everything = {}
-    for build_dir in args.build_dirs:
+    for build in args.build_dirs:
+        build_dir, _, isa = build.partition("@")
         results = defaultdict(dict)
         context = parse(run(os.path.join(build_dir, "bench", "bench_lmf"), args.min_time, args.filter,
-                            args.repetitions), results)
+                            args.repetitions, isa or None), results)
         for key, d in torch.items():
             results[key].update(d)
-        everything[build_dir] = results
+        everything[build] = results
         table(results, context, args, has_torch)
     if args.json:
         with open(args.json, "w") as f:

@@ -3,7 +3,7 @@
 # lmf_isa_flags(<isa> <out-var>): compiler flags for an instruction set name:
 #   baseline  nothing (the compiler's default: SSE2 on x86-64)
 #   avx2      -mavx2 -mfma
-#   avx512    AVX-512 F, CD, BW, DQ, VL (what xsimd's avx512bw needs), with FMA
+#   avx512    AVX-512 F, CD, BW, DQ, VL, with FMA (lmf's avx512 set)
 #   native    -march=native
 #   anything else is taken as flags (a string of space-separated options)
 # lmf_host_isas(<out-var>): baseline, then avx2 and avx512 where this host can run them.

@@ -2,7 +2,7 @@
 # Installs the Debian packages a job needs, only if some are missing.
 # Usage: scripts/deps.sh build|test|demo|bench|torch
 set -euo pipefail
-common=(cmake ninja-build g++ libeigen3-dev libxsimd-dev)
+common=(cmake ninja-build g++ libeigen3-dev)
 case "${1:-test}" in
   build) pkgs=("${common[@]}") ;;
   test)  pkgs=("${common[@]}" catch2 clang libclang-rt-14-dev libomp-dev python3 python3-torch python3-numpy

@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <cstdlib>
 #include <fstream>
@@ -129,6 +130,27 @@ double element_floor(const lmf::Loss<T>& loss, Index classes) {
   for (const lmf::Term<T>& t : loss.spec().terms)
     if (t.label_smoothing > T(0)) floor = std::max(floor, 2 * double(t.label_smoothing));
   return floor;
+}
+
+/// The instruction set this test binary runs its kernels with (test_main.cpp).
+inline lmf::detail::Isa& suite_isa() {
+  static lmf::detail::Isa isa = lmf::detail::Isa::sse2;
+  return isa;
+}
+
+/// Forces the instruction set `isa` for its lifetime, then restores the suite's.
+struct ForcedIsa {
+  bool ok;
+  explicit ForcedIsa(lmf::detail::Isa isa) : ok(lmf::detail::force_isa(isa)) {}
+  ~ForcedIsa() { lmf::detail::force_isa(suite_isa()); }
+  ForcedIsa(const ForcedIsa&) = delete;
+  ForcedIsa& operator=(const ForcedIsa&) = delete;
+};
+
+/// SIMD lanes of T in the active set.
+template <class T>
+Index simd_width() {
+  return lmf::detail::isa_width<T>(lmf::detail::active_isa());
 }
 
 /// Catch2's seed for this run (printed by Catch with --rng-seed / in failures).

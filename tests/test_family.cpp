@@ -294,7 +294,7 @@ TEMPLATE_TEST_CASE("sigmoid focal: parity with torchvision (golden values)", "[f
 TEMPLATE_TEST_CASE("sigmoid focal: SIMD lines equal the scalar formulas on every layout", "[family][sigmoid]", float,
                    double) {
   using T = TestType;
-  const Index W = Index(xsimd::batch<T>::size);
+  const Index W = simd_width<T>();
   const Index C = GENERATE_COPY(Index(1), Index(2), W - 1, W, W + 1, 3 * W + 1);
   const Index N = GENERATE_COPY(Index(1), W + 1, Index(37));
   const double gamma = GENERATE(0.0, 0.5, 2.0, 3.7);

@@ -3,7 +3,6 @@
 // bitwise determinism across thread counts and runs.
 #include "support.hpp"
 
-#include <xsimd/xsimd.hpp>
 
 using namespace lmf_test;
 
@@ -40,8 +39,8 @@ const lmf::Kernel kFastKernels[] = {lmf::Kernel::automatic, lmf::Kernel::rows, l
 
 TEMPLATE_TEST_CASE("SIMD kernels agree with the scalar kernel", "[kernels]", float, double) {
   using T = TestType;
-  const Index W = Index(xsimd::batch<T>::size);
-  INFO("SIMD width " << W << " (" << xsimd::default_arch::name() << ")");
+  const Index W = simd_width<T>();
+  INFO("SIMD width " << W << " (" << lmf::simd_isa() << ")");
   std::vector<Index> classes = {2, 3, W - 1, W, W + 1, 2 * W + 1, 3 * W - 1, 3 * W, 3 * W + 1, 5 * W + 3, 6 * W - 1, 6 * W, 100, 1000};
   std::vector<Index> rows = {0, 1, W - 1, W, W + 1, 2 * W - 1, 2 * W + 1, 3 * W + 2, 513, 1100};
   for (Index c : classes) {
@@ -242,14 +241,55 @@ TEMPLATE_TEST_CASE("results are bitwise identical for any thread count and from 
   }
 }
 
-TEST_CASE("simd_isa names the build's instruction set, cpu_simd_isa the CPU's", "[kernels][isa]") {
-  const std::string built = lmf::simd_isa(), cpu = lmf::cpu_simd_isa();
-  INFO("test build " << LMF_TEST_ISA << ": kernels " << built << ", CPU " << cpu);
-  const std::string isa = LMF_TEST_ISA;
-  if (isa == "baseline") CHECK(built == "sse2");
-  if (isa == "avx2") CHECK(built == "fma3+avx2");
-  if (isa == "avx512") CHECK(built == "avx512bw");
-  CHECK(built == xsimd::default_arch::name());
+TEMPLATE_TEST_CASE("every instruction set the CPU runs, forced one by one in this binary, agrees with the scalar kernel",
+                   "[kernels][isa]", float, double) {
+  using T = TestType;
+  using lmf::detail::Isa;
+  int tested = 0;
+  for (Isa isa : {Isa::sse2, Isa::avx2, Isa::avx512}) {
+    const ForcedIsa forced(isa);
+    if (!forced.ok) continue;  // not compiled in, or not run by this CPU
+    ++tested;
+    REQUIRE(std::string(lmf::simd_isa()) == lmf::detail::isa_name(isa));
+    const Index W = simd_width<T>();
+    for (Index c : {Index(2), Index(3), W - 1, W + 1, 2 * W + 3, 6 * W + 1, Index(100)}) {
+      if (c < 2) continue;
+      for (Index n : {Index(1), 2 * W + 1, Index(67)}) {
+        const Mat<T> x = random_logits<T>(n, c, 3.0);
+        const Labels y = random_labels(n, c, 0.1);
+        for (const LossCase& lc : kernel_cases(c)) {
+          const lmf::Loss<T> loss = make_loss<T>(lc);
+          INFO(lmf::simd_isa() << ": " << describe(lc) << ", N " << n << ", C " << c);
+          const auto ref = run<T, Mat<T>>(loss, lmf::Kernel::scalar, x, y);
+          const double tol = kernel_tolerance(loss, double(x.cwiseAbs().maxCoeff()));
+          for (lmf::Kernel kern : kFastKernels) {
+            INFO("kernel " << int(kern));
+            const auto col = run<T, Mat<T>>(loss, kern, x, y);
+            const auto row = run<T, MatR<T>>(loss, kern, x, y);
+            CHECK(close(col.first, ref.first, tol));
+            CHECK(close(col.second, ref.second, tol, -1, element_floor(loss, c)));
+            CHECK(close(row.first, ref.first, tol));
+            CHECK(close(row.second, ref.second, tol, -1, element_floor(loss, c)));
+          }
+        }
+      }
+    }
+  }
+  CHECK(tested >= 1);
+  CHECK(std::string(lmf::simd_isa()) == lmf::detail::isa_name(suite_isa()));  // restored
+}
+
+TEST_CASE("simd_isa names the active instruction set, cpu_simd_isa the CPU's; a plain build dispatches", "[kernels][isa]") {
+  const std::string active = lmf::simd_isa(), cpu = lmf::cpu_simd_isa();
+  INFO("test build " << LMF_TEST_ISA << ": kernels " << active << ", CPU " << cpu);
+  const std::string build = LMF_TEST_ISA;
+  if (build == "baseline") CHECK(active == "sse2");
+  if (build == "avx2") CHECK(active == "avx2");
+  if (build == "avx512") CHECK(active == "avx512");
+  if (build == "native") CHECK(active == cpu);
+  // what a program chooses by itself (this binary's main forced its set): the widest the CPU
+  // runs, in every build, the default flags included, unless LMF_SIMD_ISA caps it
+  if (!std::getenv("LMF_SIMD_ISA")) CHECK(lmf::detail::isa_name(lmf::detail::initial_isa()) == cpu);
   // the CPU's set, read independently from /proc/cpuinfo's flags where there is one
   std::ifstream info("/proc/cpuinfo");
   std::string line, flags;
@@ -260,11 +300,19 @@ TEST_CASE("simd_isa names the build's instruction set, cpu_simd_isa the CPU's", 
     }
   if (flags.empty()) return;  // not Linux on x86
   auto has = [&](const char* f) { return flags.find(std::string(" ") + f + " ") != std::string::npos; };
-  const std::string expected = has("avx512f") && has("avx512cd") && has("avx512dq") && has("avx512bw") ? "avx512bw"
-                               : has("avx2") && has("fma")                                               ? "fma3+avx2"
-                                                                                                         : "sse2";
+  const std::string expected =
+      has("avx512f") && has("avx512cd") && has("avx512dq") && has("avx512bw") && has("avx512vl") && has("fma") ? "avx512"
+      : has("avx2") && has("fma")                                                                           ? "avx2"
+                                                                                                            : "sse2";
   CHECK(cpu == expected);
-  // this binary runs here, so its set is one the CPU has: never wider than cpu_simd_isa
-  auto rank = [](const std::string& s) { return s == "avx512bw" ? 2 : s == "fma3+avx2" ? 1 : 0; };
-  CHECK(rank(built) <= rank(cpu));
+  // every set up to the CPU's can be forced, none beyond it
+  using lmf::detail::Isa;
+  auto rank = [](const std::string& s) { return s == "avx512" ? 2 : s == "avx2" ? 1 : 0; };
+  for (Isa isa : {Isa::sse2, Isa::avx2, Isa::avx512}) {
+    const ForcedIsa forced(isa);
+    INFO("forcing " << lmf::detail::isa_name(isa));
+    CHECK(forced.ok == (rank(lmf::detail::isa_name(isa)) <= rank(cpu)));
+    if (forced.ok) CHECK(std::string(lmf::simd_isa()) == lmf::detail::isa_name(isa));
+  }
+  CHECK(lmf::simd_isa() == active);
 }

@@ -215,7 +215,7 @@ TEST_CASE("simd::log1p_pos (the lanes and rows kernels' float log1p) is within 2
   // subnormal and tiny range, around every power of two (where u = 1 + r changes exponent and
   // the rounding of 1 + r is largest), around sqrt(2) - 1 (where the mantissa is halved), and up
   // to 2^30, against std::log1p in double.
-  using B = lmf::detail::simd::batch<float>;
+  using B = lmf::detail::sse2::simd::batch<float>;
   std::vector<float> rs = {0.0f, 1e-45f, 1e-38f, 1e-30f, 1e-10f, 1e-7f, 0.41421354f, 0.41421357f, 0.4142136f};
   for (int e = -24; e <= 30; ++e)
     for (float f : {0.99999994f, 1.0f, 1.0000001f, 0.5f, 0.75f, 0.70710677f, 0.7071068f})
@@ -228,7 +228,7 @@ TEST_CASE("simd::log1p_pos (the lanes and rows kernels' float log1p) is within 2
   for (std::size_t i = 0; i < rs.size(); i += B::size) {
     alignas(64) float out[B::size];
     const B r = B::load_unaligned(rs.data() + i);
-    lmf::detail::simd::log1p_pos(r, B(1.0f) / (B(1.0f) + r)).store_aligned(out);
+    lmf::detail::sse2::simd::log1p_pos(r, B(1.0f) / (B(1.0f) + r)).store_aligned(out);
     for (std::size_t j = 0; j < B::size; ++j) {
       const float ri = std::max(rs[i + j], 0.0f);
       const double exact = std::log1p(double(ri));
@@ -238,11 +238,77 @@ TEST_CASE("simd::log1p_pos (the lanes and rows kernels' float log1p) is within 2
       REQUIRE(err <= 2.0);
       worst = std::max(worst, err);
       // the scalar version (the rows kernel's epilogue): the same scheme, one float
-      const float scalar = lmf::detail::simd::log1p_pos(ri);
+      const float scalar = lmf::detail::sse2::simd::log1p_pos(ri);
       const double serr = exact == 0 ? std::abs(double(scalar)) : std::abs(double(scalar) - exact) / ulp;
       INFO("scalar: " << scalar);
       REQUIRE(serr <= 2.0);
     }
   }
   REQUIRE(worst > 0.0);  // (not an exact copy of something)
+}
+
+namespace {
+
+/// Worst error in ulp of T of f (on batches of the 16-byte set) against `exact` (long double),
+/// over xs.
+template <class T, class F, class E>
+double worst_ulp(const std::vector<T>& xs_in, F f, E exact) {
+  using B = lmf::detail::sse2::simd::batch<T>;
+  std::vector<T> xs = xs_in;
+  while (xs.size() % B::size) xs.push_back(xs.back());
+  double worst = 0;
+  for (std::size_t i = 0; i < xs.size(); i += B::size) {
+    alignas(64) T out[B::size];
+    f(B::load_unaligned(xs.data() + i)).store_aligned(out);
+    for (std::size_t j = 0; j < B::size; ++j) {
+      const long double e = exact(static_cast<long double>(xs[i + j]));
+      const double ulp = e == 0 ? double(std::numeric_limits<T>::denorm_min())
+                                : std::ldexp(1.0, std::ilogb(T(e)) - std::numeric_limits<T>::digits + 1);
+      const double err = double(std::fabs(static_cast<long double>(out[j]) - e)) / ulp;
+      INFO("x = " << double(xs[i + j]) << ": " << double(out[j]) << " against " << double(e));
+      REQUIRE(std::isfinite(double(out[j])));
+      worst = std::max(worst, err);
+    }
+  }
+  return worst;
+}
+
+template <class T>
+std::vector<T> log_spread(int lo, int hi, int n, unsigned seed) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<double> u(0.5, 1.0);
+  std::vector<T> xs;
+  for (int i = 0; i < n; ++i) xs.push_back(static_cast<T>(std::ldexp(u(gen), lo + int(gen() % unsigned(hi - lo)))));
+  return xs;
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("the SIMD layer's log, log1p and expm1 are within 2-3 ulp", "[numerics][simd]", float, double) {
+  using T = TestType;
+  namespace simd = lmf::detail::sse2::simd;
+  using B = simd::batch<T>;
+  // log: the focal modulation (1 - p)^gamma for general gamma; arguments in (0, 1], subnormals included
+  std::vector<T> xs = log_spread<T>(std::numeric_limits<T>::min_exponent - std::numeric_limits<T>::digits + 1, 4, 20000, 3);
+  for (T v : {std::numeric_limits<T>::denorm_min(), std::numeric_limits<T>::min(), T(1), T(0.70710677), T(1.4142135),
+              std::nextafter(T(1), T(0)), std::nextafter(T(1), T(2))})
+    xs.push_back(v);
+  const double e_log = worst_ulp<T>(xs, [](const B& x) { return simd::log(x); }, [](long double x) { return std::log(x); });
+  WARN("log: worst " << e_log << " ulp");
+  CHECK(e_log <= 2.0);
+  // expm1 on [-60, 0] (one_minus_exp_neg: LDAM-DRW's focal term, 1 - e^-u)
+  std::vector<T> ms;
+  for (T v : log_spread<T>(-40, 6, 20000, 5)) ms.push_back(-std::min(v, T(60)));
+  for (T v : {T(0), T(-0.5), std::nextafter(T(-0.5), T(0)), std::nextafter(T(-0.5), T(-1)), T(-60), T(-1e-30)}) ms.push_back(v);
+  const double e_expm1 = worst_ulp<T>(ms, [](const B& x) { return simd::expm1_nonpos(x); }, [](long double x) { return std::expm1(x); });
+  WARN("expm1: worst " << e_expm1 << " ulp");
+  CHECK(e_expm1 <= 3.0);
+  if constexpr (sizeof(T) == 8) {  // log1p in double (float has log1p_pos, tested above)
+    std::vector<T> rs = log_spread<T>(-60, 20, 20000, 7);
+    for (T v : {T(0), T(1), T(0.41421356237309503), T(0.41421356237309515), T(3e4)}) rs.push_back(v);
+    const double e_log1p =
+        worst_ulp<T>(rs, [](const B& x) { return simd::log1p_nonneg(x); }, [](long double x) { return std::log1p(x); });
+    WARN("log1p: worst " << e_log1p << " ulp");
+    CHECK(e_log1p <= 2.0);
+  }
 }

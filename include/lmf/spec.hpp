@@ -69,8 +69,8 @@ enum class FocusOn : int {
 enum class Kernel : int {
   automatic = 0,
   scalar = 1,  ///< portable reference, one row at a time, any layout
-  rows = 2,    ///< xsimd along the classes of each row (many classes)
-  lanes = 3,   ///< xsimd across rows, one row per lane (few classes, class-strided layouts)
+  rows = 2,    ///< SIMD along the classes of each row (many classes)
+  lanes = 3,   ///< SIMD across rows, one row per lane (few classes, class-strided layouts)
 };
 
 inline const char* to_string(Reduction r) {

@@ -40,7 +40,7 @@ struct Reader {
 };
 
 [[noreturn]] void fail(const char* what) {
-  std::fprintf(stderr, "lmf fuzz invariant violated: %s\n", what);
+  std::fprintf(stderr, "lmf fuzz invariant violated (%s kernels): %s\n", lmf::simd_isa(), what);
   std::abort();
 }
 
@@ -421,15 +421,20 @@ void run(Reader& r) {
 
 }  // namespace
 
+// Every input runs once per instruction set this CPU runs (sse2, avx2, avx512: each set's kernels
+// against the scalar kernel and the invariants above).
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  Reader r{data, size};
-  const std::uint8_t head = r.byte();
-  const bool dbl = head & 1;
-  switch ((head >> 1) % 4) {
-    case 0: dbl ? run<double, int>(r) : run<float, int>(r); break;
-    case 1: dbl ? run<double, std::int64_t>(r) : run<float, std::int64_t>(r); break;
-    case 2: dbl ? run<double, std::uint64_t>(r) : run<float, std::uint64_t>(r); break;
-    default: dbl ? run<double, std::uint32_t>(r) : run<float, std::uint32_t>(r); break;
+  for (int isa = 0; isa <= 2; ++isa) {
+    if (!lmf::detail::force_isa(lmf::detail::Isa(isa))) continue;
+    Reader r{data, size};
+    const std::uint8_t head = r.byte();
+    const bool dbl = head & 1;
+    switch ((head >> 1) % 4) {
+      case 0: dbl ? run<double, int>(r) : run<float, int>(r); break;
+      case 1: dbl ? run<double, std::int64_t>(r) : run<float, std::int64_t>(r); break;
+      case 2: dbl ? run<double, std::uint64_t>(r) : run<float, std::uint64_t>(r); break;
+      default: dbl ? run<double, std::uint32_t>(r) : run<float, std::uint32_t>(r); break;
+    }
   }
   return 0;
 }

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer harness (clang, ASan + UBSan) for one instruction set and fuzzes lmf's raw
-# entry points for SECONDS, starting from the committed seed corpus (tests/fuzz/corpus: the
-# regression inputs of the fuzz findings and small valid batches). New inputs go to a scratch
-# corpus under build/, never into the repository. A crash leaves its input in build/fuzz/.
+# Builds the libFuzzer harness (clang, ASan + UBSan) with one set of flags (baseline: the default,
+# a user's plain build; native: -march=native) and fuzzes lmf's raw entry points for SECONDS,
+# each input on every instruction set the CPU runs (the harness forces sse2, avx2, avx512 in
+# turn), starting from the committed seed corpus (tests/fuzz/corpus: the regression inputs of the
+# fuzz findings and small valid batches). New inputs go to a scratch corpus under build/, never
+# into the repository. A crash leaves its input in build/fuzz/.
 # Usage: tests/fuzz/run.sh baseline|native|avx2|avx512 SECONDS
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -4,8 +4,7 @@
 #pragma once
 
 #include <lmf/cpu/fp_env.hpp>
-#include <lmf/cpu/lanes_simd.hpp>
-#include <lmf/cpu/rows_simd.hpp>
+#include <lmf/cpu/isa_kernels.hpp>
 #include <lmf/cpu/scalar.hpp>
 #include <lmf/cpu/validate.hpp>
 #include <lmf/spec.hpp>
@@ -58,11 +57,12 @@ class AlignedBuffer {
   bool ok_ = true;
 };
 
-/// Classes from which class-contiguous rows go to the rows kernel rather than the lanes kernel
-/// (measured crossover with AVX2 floats: lanes is faster up to ~40 classes, rows from ~48).
+/// Classes from which class-contiguous rows go to the rows kernel rather than the lanes kernel:
+/// 6 vectors of the set `isa` (measured crossover with AVX2 floats: lanes is faster up to ~40
+/// classes, rows from ~48).
 template <class T>
-constexpr Index rows_min_classes() {
-  return 6 * simd::width<T>();
+constexpr Index rows_min_classes(Isa isa) {
+  return 6 * isa_width<T>(isa);
 }
 
 /// Largest lanes-kernel scratch per thread, in elements (4M: 16 MB of floats; C ~ 50K for LMF
@@ -72,11 +72,12 @@ constexpr Index kMaxLanesScratch = Index(1) << 22;
 /// The kernel that evaluates this batch (see lmf::Kernel).
 template <class T>
 Kernel choose_kernel(const LossSpec<T>& spec, const Layout& lx, const Outputs<T>& out) {
+  const Isa isa = active_isa();
   const bool simd_ok = lx.classes >= 2;  // (C <= limits::max_classes: labels are exact in T)
   const bool contiguous = lx.class_stride == 1 && (out.grad == nullptr || out.lg.class_stride == 1);
   // the lanes kernel's tiles grow with C: past kMaxLanesScratch (per thread) wide class-strided
   // rows go to the scalar kernel instead of allocating gigabytes
-  const bool lanes_ok = lanes_scratch_size<T>(lx.classes, int(spec.terms.size())) <= kMaxLanesScratch;
+  const bool lanes_ok = lanes_scratch_size<T>(isa, lx.classes, int(spec.terms.size())) <= kMaxLanesScratch;
   switch (spec.kernel) {
     case Kernel::scalar: return Kernel::scalar;
     case Kernel::rows: return simd_ok && contiguous ? Kernel::rows : Kernel::scalar;
@@ -84,7 +85,7 @@ Kernel choose_kernel(const LossSpec<T>& spec, const Layout& lx, const Outputs<T>
     case Kernel::automatic: break;
   }
   if (!simd_ok) return Kernel::scalar;
-  if (contiguous && lx.classes >= rows_min_classes<T>()) return Kernel::rows;
+  if (contiguous && lx.classes >= rows_min_classes<T>(isa)) return Kernel::rows;
   return lanes_ok ? Kernel::lanes : Kernel::scalar;
 }
 
@@ -137,8 +138,9 @@ BlockRun run_blocks(const KernelArgs<T, L>& k, Kernel kernel, int threads, std::
   const Index block = block_rows(C);
   const Index blocks = (rows + block - 1) / block;
   if (blocks == 0) return result;
+  const Isa isa = active_isa();
   const Index scratch_size = kernel == Kernel::rows    ? rows_scratch_size(C, k.n_terms)
-                             : kernel == Kernel::lanes ? lanes_scratch_size<T>(C, k.n_terms)
+                             : kernel == Kernel::lanes ? lanes_scratch_size<T>(isa, C, k.n_terms)
                                                        : 0;
   int team = 1;
 #if defined(_OPENMP)
@@ -163,8 +165,8 @@ BlockRun run_blocks(const KernelArgs<T, L>& k, Kernel kernel, int threads, std::
     Accum* out = block_sums.data() + b * kMaxTerms;
     bool ok;
     switch (kernel) {
-      case Kernel::rows: ok = rows_simd(k, begin, end, out, thread_scratch); break;
-      case Kernel::lanes: ok = lanes_simd(k, begin, end, out, thread_scratch); break;
+      case Kernel::rows: ok = isa_rows_simd(isa, k, begin, end, out, thread_scratch); break;
+      case Kernel::lanes: ok = isa_lanes_simd(isa, k, begin, end, out, thread_scratch); break;
       default: ok = scalar_rows(k, begin, end, out); break;
     }
     if (!ok) {

@@ -32,5 +32,15 @@ struct KernelArgs {
   T limit = T(0);  ///< largest |x| the kernel accepts (see validate.hpp: logit_limit)
 };
 
+/// The loss's parameters as the kernel sees them (the reduction already turned into scales).
+template <class T>
+struct SigmoidParams {
+  T alpha;            ///< < 0: no alpha
+  T gamma;
+  const T* w;         ///< per-class weights, null: 1
+  Accum value_scale;  ///< 1 / (N C d) for mean, else 1
+  T grad_scale;       ///< value_scale * the caller's grad_scale, in T
+};
+
 }  // namespace detail
 }  // namespace lmf

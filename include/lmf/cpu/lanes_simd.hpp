@@ -15,29 +15,9 @@
 //
 // Terms with per-class multipliers a or offsets b find their reference class per lane with one
 // more pass over the tile (a_c and b_c are the same for every lane: broadcasts).
-#pragma once
-
-#include <lmf/cpu/scalar.hpp>
-#include <lmf/cpu/simd_math.hpp>
-
-#include <cmath>
-#include <limits>
-#include <type_traits>
-
-namespace lmf {
-namespace detail {
-
-/// Rows per iteration of the lanes kernel: G groups of W rows. The row math is one long chain of
-/// dependent steps (exponentials, sums, log1p, divisions, the modulation); two independent
-/// groups in flight let the out-of-order core overlap them.
-constexpr Index kLaneGroups = 2;
-
-/// Scratch the lanes kernel needs per thread: the logits and gradient tiles and one tile of
-/// exponentials per term, C x (kLaneGroups * W) each.
-template <class T>
-Index lanes_scratch_size(Index classes, int n_terms) {
-  return (Index(n_terms) + 2) * classes * simd::width<T>() * kLaneGroups;
-}
+//
+// Re-included once per instruction set by isa_kernels.hpp (inside its namespace and target
+// region, after simd_layer.hpp and simd_math.hpp): no include guard, no includes.
 
 /// dst = the transpose of src: dst[c * ds + j] = src[j * ss + c] for j < m, c < n. Generic
 /// version: element by element.
@@ -130,7 +110,7 @@ inline bool evenly_spaced(const Index* off, Index R, Index& step) {
   return even;
 }
 
-/// Lanes kernel over rows [begin, end). scratch: lanes_scratch_size<T>(C, n_terms) entries,
+/// Lanes kernel over rows [begin, end). scratch: lanes_scratch_size<T>(isa, C, n_terms) entries,
 /// aligned to 64 bytes.
 template <class T, class L>
 bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, T* scratch) {
@@ -180,7 +160,7 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
     if (x_even && xstep == 1) {  // rows adjacent, classes strided: column-major, (N, C, d...)
       for (Index c = 0; c < C; ++c)
         for (Index g = 0; g < G; ++g)
-          xsimd::select(counted[g], B::load_unaligned(k.x + xoff[0] + g * W + c * cs), zero)
+          simd::select(counted[g], B::load_unaligned(k.x + xoff[0] + g * W + c * cs), zero)
               .store_aligned(tile + c * R + g * W);
     } else if (x_even && cs == 1 && xstep >= C) {  // classes contiguous, rows evenly spaced: row-major
       // every row is read, ignored ones too (their memory is part of the batch), and their lanes
@@ -188,7 +168,7 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
       rows_to_tile(k.x + xoff[0], xstep, R, C, tile);
       for (Index c = 0; c < C; ++c)
         for (Index g = 0; g < G; ++g)
-          xsimd::select(counted[g], B::load_aligned(tile + c * R + g * W), zero).store_aligned(tile + c * R + g * W);
+          simd::select(counted[g], B::load_aligned(tile + c * R + g * W), zero).store_aligned(tile + c * R + g * W);
     } else {
       for (Index c = 0; c < C; ++c)
         for (Index g = 0; g < G; ++g)
@@ -199,11 +179,11 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
     for (Index c = 0; c < C; ++c) {
       for (Index g = 0; g < G; ++g) {
         const B v = B::load_aligned(tile + c * R + g * W);
-        bad = bad || (counted[g] && !(xsimd::abs(v) <= limit));
-        X[g] = xsimd::max(X[g], xsimd::select(yv[g] == B(T(c)), neg_inf, v));
+        bad = bad || (counted[g] && !(simd::abs(v) <= limit));
+        X[g] = simd::max(X[g], simd::select(yv[g] == B(T(c)), neg_inf, v));
       }
     }
-    ok &= !xsimd::any(bad);
+    ok &= !simd::any(bad);
 
     B row_value[G], gy_total[G], kk[kMaxTerms][G];
     for (Index g = 0; g < G; ++g) row_value[g] = gy_total[g] = zero;
@@ -237,23 +217,23 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
         for (Index c = 0; c < C; ++c) {
           const B ax = (p.a ? B(p.a[c]) : one) * B::load_aligned(tile + c * R + g * W);
           const B bc = p.b ? B(p.b[c]) : zero;
-          const B key = xsimd::select(yv[g] == B(T(c)), neg_inf, xsimd::fma(s, ax, bc));
+          const B key = simd::select(yv[g] == B(T(c)), neg_inf, simd::fma(s, ax, bc));
           const M gt = key > kmax;
-          kmax = xsimd::select(gt, key, kmax);
-          ax_k[g] = xsimd::select(gt, ax, ax_k[g]);
-          b_k[g] = xsimd::select(gt, bc, b_k[g]);
+          kmax = simd::select(gt, key, kmax);
+          ax_k[g] = simd::select(gt, ax, ax_k[g]);
+          b_k[g] = simd::select(gt, bc, b_k[g]);
         }
         y_ref[g] = s * ((ay[g] * xy[g]) - my[g]) + by >= s * ax_k[g] + b_k[g];
-        ax_ref[g] = xsimd::select(y_ref[g], ay[g] * xy[g], ax_k[g]);
-        b_ref[g] = xsimd::select(y_ref[g], by, b_k[g]);
-        delta[g] = xsimd::select(y_ref[g], my[g], zero);
+        ax_ref[g] = simd::select(y_ref[g], ay[g] * xy[g], ax_k[g]);
+        b_ref[g] = simd::select(y_ref[g], by, b_k[g]);
+        delta[g] = simd::select(y_ref[g], my[g], zero);
       }
       if (!adjusted) {
         for (Index g = 0; g < G; ++g) {
           y_ref[g] = xy[g] - my[g] >= X[g];
-          ax_ref[g] = xsimd::select(y_ref[g], xy[g], X[g]);
+          ax_ref[g] = simd::select(y_ref[g], xy[g], X[g]);
           b_ref[g] = zero;
-          delta[g] = xsimd::select(y_ref[g], my[g], zero);
+          delta[g] = simd::select(y_ref[g], my[g], zero);
         }
       }
       // exponents z_c - z_k as differences of raw logits; the target's includes its margin, so
@@ -269,14 +249,14 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
           for (Index g = 0; g < G; ++g) {
             const M is_y = yv[g] == B(T(c));
             const B v = B::load_aligned(tile + c * R + g * W);
-            B dexp = s * (((has_a ? ac * v : v) - ax_ref[g]) + (delta[g] - xsimd::select(is_y, my[g], zero)));
+            B dexp = s * (((has_a ? ac * v : v) - ax_ref[g]) + (delta[g] - simd::select(is_y, my[g], zero)));
             if (has_b) dexp += bc - b_ref[g];
             const B e = simd::fast_exp(dexp);
             const M is_zero = dexp == zero;
-            sum[g] += xsimd::select(!is_y && !is_zero, e, zero);
-            zeros[g] += xsimd::select(!is_y && is_zero, one, zero);
-            e_y[g] = xsimd::select(is_y, e, e_y[g]);
-            if (smooth) wd[g] = xsimd::fma(wc, dexp, wd[g]);
+            sum[g] += simd::select(!is_y && !is_zero, e, zero);
+            zeros[g] += simd::select(!is_y && is_zero, one, zero);
+            e_y[g] = simd::select(is_y, e, e_y[g]);
+            if (smooth) wd[g] = simd::fma(wc, dexp, wd[g]);
             if (grad) (has_a ? ac * e : e).store_aligned(e_out + c * R + g * W);
           }
         }
@@ -291,21 +271,21 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
         sweep(p.a != nullptr, p.b != nullptr, p.smooth != T(0), grad);
       }
       for (Index g = 0; g < G; ++g) {
-        const B ey = xsimd::select(y_ref[g], one, e_y[g]);
+        const B ey = simd::select(y_ref[g], one, e_y[g]);
         B dy = s * (((p.a ? ay[g] * xy[g] : xy[g]) - ax_k[g]) - my[g]);
         if (p.b) dy += simd::lanes_from<T>([&](Index j) { return ylane[g * W + j] >= 0 ? p.b[ylane[g * W + j]] : T(0); }) - b_k[g];
-        dy = xsimd::select(y_ref[g], zero, dy);
+        dy = simd::select(y_ref[g], zero, dy);
         // others = sum over c != y of exp(z_c - z_k) (>= 1 unless the target is the reference)
         const B others = sum[g] + zeros[g];
-        const B rest = xsimd::select(y_ref[g], others, (others - one) + ey);
+        const B rest = simd::select(y_ref[g], others, (others - one) + ey);
         const B inv = one / (one + rest);
-        const B l = xsimd::max(simd::log1p_pos(rest, inv) - dy, zero);
+        const B l = simd::max(simd::log1p_pos(rest, inv) - dy, zero);
         B phi, derivative;
         bool inside_in_double = false;  // w_y l overflowed T in some lane: phi(w_y l) in double
         alignas(64) Accum inside[W];
         if (p.weight_inside) {  // LDAM-DRW's focal: phi(w_y l), p = exp(-w_y l)
           const B u = wy[g] * l;
-          if (xsimd::all(u <= B(std::numeric_limits<T>::max()))) {
+          if (simd::all(u <= B(std::numeric_limits<T>::max()))) {
             simd::focus(u, simd::one_minus_exp_neg(u), simd::fast_exp(-u), p.gamma, phi, derivative);
           } else {
             inside_in_double = true;
@@ -347,17 +327,17 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
           phi.store_aligned(phis);
           for (Index j = 0; j < W; ++j) lane_sums[t][g * W + j] += wv[g * W + j] * static_cast<Accum>(phis[j]);
         }
-        row_value[g] += B(k.term_weights ? k.term_weights[t] : T(1)) * xsimd::select(counted[g], value, zero);
+        row_value[g] += B(k.term_weights ? k.term_weights[t] : T(1)) * simd::select(counted[g], value, zero);
         const B coef = gw[g] * derivative * s;
         const B target = ((ey - one) - rest) * inv;  // softmax_y - 1, exact in the confident limit
         if (p.smooth == T(0) && !p.a) {
           kk[t][g] = coef * inv;
-          gy_total[g] = xsimd::fma(coef, target, gy_total[g]);
+          gy_total[g] = simd::fma(coef, target, gy_total[g]);
         } else {  // label smoothing: (eps / C) s a_c (W softmax_c - w_c); multipliers a_y
           const B mass(p.smooth_mass);
           kk[t][g] = (coef + mass) * inv;
           const B gy = coef * target + (mass * (ey * inv) - B(p.smooth_grad) * wy[g]);
-          gy_total[g] = xsimd::fma(p.a ? ay[g] : one, gy, gy_total[g]);
+          gy_total[g] = simd::fma(p.a ? ay[g] : one, gy, gy_total[g]);
         }
       }
     }
@@ -380,10 +360,10 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
       }
       for (Index g = 0; g < G; ++g) {
         B gc = kk[0][g] * B::load_aligned(etile + c * R + g * W);
-        for (int t = 1; t < k.n_terms; ++t) gc = xsimd::fma(kk[t][g], B::load_aligned(etile + (t * C + c) * R + g * W), gc);
+        for (int t = 1; t < k.n_terms; ++t) gc = simd::fma(kk[t][g], B::load_aligned(etile + (t * C + c) * R + g * W), gc);
         if (smooth_c != T(0)) gc -= B(smooth_c);
-        gc = xsimd::select(yv[g] == B(T(c)), gy_total[g], gc);
-        gc = xsimd::select(counted[g], gc, zero);
+        gc = simd::select(yv[g] == B(T(c)), gy_total[g], gc);
+        gc = simd::select(counted[g], gc, zero);
         gc.store_aligned(gtile + c * R + g * W);
       }
     }
@@ -405,6 +385,3 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
   if (i0 < end) ok &= scalar_rows(k, i0, end, sums);
   return ok;
 }
-
-}  // namespace detail
-}  // namespace lmf

@@ -1,5 +1,5 @@
 // lmf/cpu/rows_simd.hpp — the kernel for class-contiguous rows (row-major N x C, class stride
-// 1) with many classes: each row is swept with xsimd batches along the classes.
+// 1) with many classes: each row is swept with SIMD batches along the classes.
 //
 // Per row: one sweep finds X = max over the non-target logits (and checks every logit against
 // the limit); per term, the reference class k (the target, X's class, or — for terms with
@@ -10,16 +10,9 @@
 // g_c = sum_t k_t a_c e_{t,c} (minus label smoothing's constant part), and the target entry is
 // set from its exact formula. Only the vector that holds the target is masked. The logits are
 // read from memory once (the later sweeps hit cache) and the gradient written once.
-#pragma once
-
-#include <lmf/cpu/scalar.hpp>
-#include <lmf/cpu/simd_math.hpp>
-
-#include <cmath>
-#include <limits>
-
-namespace lmf {
-namespace detail {
+//
+// Re-included once per instruction set by isa_kernels.hpp (inside its namespace and target
+// region, after simd_layer.hpp and simd_math.hpp): no include guard, no includes.
 
 /// What one term contributes to one row: its value (w_y phi, for per-row outputs), its share of
 /// the term's sum (times value_scale, in double), the gradient factor of the non-target classes
@@ -47,9 +40,6 @@ RowTerm<T> finish_row(const TermParams<T>& p, T wy, T rest, T others, T dy, T e_
   return {r.value, r.contribution, (coef + p.smooth_mass) * inv,
           coef * math::softmax_minus_onehot(e_y, true, rest, inv) + p.smooth_mass * (e_y * inv) - p.smooth_grad * wy};
 }
-
-/// Scratch the rows kernel needs per thread: one row of exponentials per term.
-inline Index rows_scratch_size(Index classes, int n_terms) { return Index(n_terms) * classes; }
 
 /// Rows kernel over rows [begin, end); class_stride must be 1 (and 1 for the gradient).
 /// scratch: rows_scratch_size(C, n_terms) entries.
@@ -89,15 +79,15 @@ bool rows_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, T
     auto in_range = B(T(0)) <= limit;  // all true
     for (Index c = 0; c < C_vec; c += W) {
       const B v = B::load_unaligned(x + c);
-      in_range = in_range && (xsimd::abs(v) <= limit);
-      vmax = xsimd::max(vmax, c == y_chunk ? xsimd::select(iota == B(T(y - c)), B(neg_inf), v) : v);
+      in_range = in_range && (simd::abs(v) <= limit);
+      vmax = simd::max(vmax, c == y_chunk ? simd::select(iota == B(T(y - c)), B(neg_inf), v) : v);
     }
     T X = simd::hmax(vmax);
     for (Index c = C_vec; c < C; ++c) {
       ok &= std::abs(x[c]) <= k.limit;
       if (c != y && x[c] > X) X = x[c];
     }
-    ok &= xsimd::all(in_range);
+    ok &= simd::all(in_range);
     const T xy = x[y];
 
     T row_value = T(0);
@@ -119,11 +109,11 @@ bool rows_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, T
         for (Index c = 0; c < C_vec; c += W) {
           const B v = B::load_unaligned(x + c);
           const B av = p.a ? B::load_unaligned(p.a + c) * v : v;
-          B key = p.b ? xsimd::fma(s, av, B::load_unaligned(p.b + c)) : s * av;
-          if (c == y_chunk) key = xsimd::select(iota == B(T(y - c)), B(neg_inf), key);
+          B key = p.b ? simd::fma(s, av, B::load_unaligned(p.b + c)) : s * av;
+          if (c == y_chunk) key = simd::select(iota == B(T(y - c)), B(neg_inf), key);
           const auto gt = key > kmax;
-          kmax = xsimd::select(gt, key, kmax);
-          kidx = xsimd::select(gt, iota + B(T(c)), kidx);
+          kmax = simd::select(gt, key, kmax);
+          kidx = simd::select(gt, iota + B(T(c)), kidx);
         }
         alignas(64) T keys[W], idx[W];
         kmax.store_aligned(keys);
@@ -161,8 +151,8 @@ bool rows_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, T
         const B e = simd::fast_exp(d);
         if (c == y_chunk) {
           const auto not_y = iota != B(T(y - c));
-          sum += xsimd::select(not_y, e, B(T(0)));
-          if (p.smooth != T(0)) wd += xsimd::select(not_y, p.w ? B::load_unaligned(p.w + c) * d : d, B(T(0)));
+          sum += simd::select(not_y, e, B(T(0)));
+          if (p.smooth != T(0)) wd += simd::select(not_y, p.w ? B::load_unaligned(p.w + c) * d : d, B(T(0)));
         } else {
           sum += e;
           if (p.smooth != T(0)) wd += p.w ? B::load_unaligned(p.w + c) * d : d;
@@ -177,15 +167,15 @@ bool rows_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, T
         const B d = p.b ? s * ((av - ref) + dv) + (tail(p.b, T(0)) - bref) : s * ((av - ref) + dv);
         const B e = simd::fast_exp(d);
         const auto keep = (iota < B(T(rem))) && (iota + B(T(C_vec)) != yv);
-        sum += xsimd::select(keep, e, B(T(0)));
-        if (p.smooth != T(0)) wd += xsimd::select(keep, p.w ? tail(p.w, T(0)) * d : d, B(T(0)));
+        sum += simd::select(keep, e, B(T(0)));
+        if (p.smooth != T(0)) wd += simd::select(keep, p.w ? tail(p.w, T(0)) * d : d, B(T(0)));
         if (g) {
           alignas(64) T lanes[W];
           (p.a ? tail(p.a, T(1)) * e : e).store_aligned(lanes);
           for (Index j = 0; j < rem; ++j) e_out[C_vec + j] = lanes[j];
         }
       }
-      const T others = xsimd::hadd(sum);
+      const T others = simd::hadd(sum);
       T dy = T(0), e_y = T(1), rest = others;
       if (!y_ref) {
         dy = math::adjusted_difference(ax_y, ax_k, my, T(0), by, b_k, p.s);
@@ -193,7 +183,7 @@ bool rows_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, T
         rest = (others - T(1)) + e_y;  // others >= 1 here; see docs/math.md on its accuracy
       }
       const T wy = p.w ? p.w[y] : T(1);
-      const T wd_row = p.smooth != T(0) ? xsimd::hadd(wd) + wy * dy : T(0);
+      const T wd_row = p.smooth != T(0) ? simd::hadd(wd) + wy * dy : T(0);
       parts[t] = finish_row(p, wy, rest, others, dy, e_y, wd_row);
       parts[t].g_target *= ay;
       sums[t] += parts[t].contribution;
@@ -212,12 +202,12 @@ bool rows_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, T
       const B k0(parts[0].k), k1(parts[1].k);
       const T* e1 = scratch + C;
       for (Index c = 0; c < C_vec; c += W)
-        xsimd::fma(k1, B::load_unaligned(e1 + c), k0 * B::load_unaligned(scratch + c)).store_unaligned(g + c);
+        simd::fma(k1, B::load_unaligned(e1 + c), k0 * B::load_unaligned(scratch + c)).store_unaligned(g + c);
       for (Index c = C_vec; c < C; ++c) g[c] = parts[0].k * scratch[c] + parts[1].k * e1[c];
     } else {
       for (Index c = 0; c < C_vec; c += W) {
         B acc = B(parts[0].k) * B::load_unaligned(scratch + c);
-        for (int t = 1; t < k.n_terms; ++t) acc = xsimd::fma(B(parts[t].k), B::load_unaligned(scratch + t * C + c), acc);
+        for (int t = 1; t < k.n_terms; ++t) acc = simd::fma(B(parts[t].k), B::load_unaligned(scratch + t * C + c), acc);
         acc.store_unaligned(g + c);
       }
       for (Index c = C_vec; c < C; ++c) {
@@ -245,6 +235,3 @@ bool rows_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, T
   }
   return ok;
 }
-
-}  // namespace detail
-}  // namespace lmf

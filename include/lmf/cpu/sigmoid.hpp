@@ -1,7 +1,7 @@
 // lmf/cpu/sigmoid.hpp — the CPU backend of the sigmoid focal loss (sigmoid_focal.hpp): an
 // elementwise loss, so the batch is cut into "lines", runs of elements that are contiguous in all
 // buffers (a row of a row-major N x C matrix, a column of a column-major one, the pixels of one
-// (sample, class) plane of an (N, C, d1, ...) tensor), each swept with xsimd batches: one exp, one
+// (sample, class) plane of an (N, C, d1, ...) tensor), each swept with SIMD batches: one exp, one
 // log1p and one division per element (math/sigmoid.hpp's formulas on vectors). Other layouts go
 // element by element through the scalar formulas, the reference the SIMD path is tested against.
 // Lines are grouped into fixed blocks whose sums are added in block order: the value is bitwise
@@ -9,7 +9,7 @@
 #pragma once
 
 #include <lmf/cpu/blocks.hpp>
-#include <lmf/cpu/simd_math.hpp>
+#include <lmf/cpu/isa_kernels.hpp>
 #include <lmf/cpu/validate.hpp>
 #include <lmf/math/sigmoid.hpp>
 
@@ -18,16 +18,6 @@
 
 namespace lmf {
 namespace detail {
-
-/// The loss's parameters as the kernel sees them (the reduction already turned into scales).
-template <class T>
-struct SigmoidParams {
-  T alpha;            ///< < 0: no alpha
-  T gamma;
-  const T* w;         ///< per-class weights, null: 1
-  Accum value_scale;  ///< 1 / (N C d) for mean, else 1
-  T grad_scale;       ///< value_scale * the caller's grad_scale, in T
-};
 
 /// Where the buffers are: logits, targets, and the optional gradient and per-element values.
 template <class T>
@@ -96,71 +86,6 @@ inline Index line_offset(const Layout& l, LineMode mode, Index j, Index& cls) {
 /// Step of consecutive elements of a line in layout l (1 in the SIMD modes).
 inline Index line_step(const Layout& l, LineMode mode) { return mode == LineMode::scalar ? l.class_stride : 1; }
 
-/// One line: n elements at x, t (and g, v), weights per element (w, LineMode::rows) or one weight
-/// wc. Returns the sum of the values in double (lane sums added in lane order).
-template <class T>
-Accum sigmoid_line(const SigmoidParams<T>& p, const T* x, const T* t, T* g, T* v, Index n, const T* w, T wc,
-                   bool simd_ok, Index sx, Index st, Index sg, Index sv) {
-  Index j = 0;
-  Accum total = 0;
-  if (simd_ok) {
-    using B = simd::batch<T>;
-    constexpr Index W = simd::width<T>();
-    const B one(T(1)), zero(T(0)), gamma(p.gamma), gs(p.grad_scale);
-    const bool has_alpha = p.alpha >= T(0);
-    const B alpha_slope(T(2) * p.alpha - T(1)), alpha_base(T(1) - p.alpha);
-    B vsum(T(0));
-    int pending = 0;
-    for (; j + W <= n; j += W) {
-      const B xv = B::load_unaligned(x + j), tv = B::load_unaligned(t + j);
-      const B e = simd::fast_exp(-xsimd::abs(xv));
-      const B inv = one / (one + e);
-      const auto pos = xv >= zero;
-      const B pr = xsimd::select(pos, inv, e * inv);
-      const B pc = xsimd::select(pos, e * inv, inv);
-      const B omt = one - tv;
-      const B ce = xsimd::select(pos, xv * omt, -xv * tv) + simd::log1p_unit(e, inv);
-      const B q = xsimd::fma(pr, omt, pc * tv);
-      // q^gamma; for gamma >= 1 as q^(gamma - 1) q, so that the gradient's q^gamma / q needs no
-      // division (below 1, q^(gamma - 1) is unbounded: divide by q where it is > 0)
-      const bool split = p.gamma >= T(1);
-      const B mod1 = !split || p.gamma == T(1) ? one : simd::modulation(q, p.gamma - T(1));
-      const B mod = p.gamma == T(0) ? one : split ? mod1 * q : simd::modulation(q, p.gamma);
-      B scale = w ? B::load_unaligned(w + j) : B(wc);
-      if (has_alpha) scale *= xsimd::fma(alpha_slope, tv, alpha_base);  // alpha t + (1 - alpha)(1 - t)
-      const B val = scale * (mod * ce);
-      if (v) val.store_unaligned(v + j);
-      // values are >= 0: W partial sums of at most 16 vectors each in T (relative error below
-      // 16 eps), then added in double
-      vsum += val;
-      if (++pending == 16) {
-        total += Accum(xsimd::hadd(vsum));
-        vsum = B(T(0));
-        pending = 0;
-      }
-      if (g) {
-        B grad = mod * xsimd::fms(pr, omt, pc * tv);
-        if (split) {
-          grad = xsimd::fma(gamma * ce * mod1, pr * pc * (one - (tv + tv)), grad);
-        } else if (p.gamma != T(0)) {
-          const auto positive = q > zero;
-          const B ratio = xsimd::select(positive, pr * pc * (one - (tv + tv)) / xsimd::select(positive, q, one), zero);
-          grad = xsimd::fma(gamma * ce * mod, ratio, grad);
-        }
-        (gs * (scale * grad)).store_unaligned(g + j);
-      }
-    }
-    total += Accum(xsimd::hadd(vsum));
-  }
-  for (; j < n; ++j) {
-    const math::SigmoidFocal<T> r = math::sigmoid_focal(x[j * sx], t[j * st], p.alpha, p.gamma, w ? w[j] : wc);
-    total += Accum(r.value);
-    if (v) v[j * sv] = r.value;
-    if (g) g[j * sg] = p.grad_scale * r.grad;
-  }
-  return total;
-}
-
 /// Lines [begin, end): their value sum (times value_scale).
 /// `wtile`: for LineMode::flat with class weights, w repeated to kFlatChunk + C entries (the
 /// weights of a chunk starting at class k are wtile + k).
@@ -173,7 +98,7 @@ Accum sigmoid_lines(const SigmoidParams<T>& p, const SigmoidBuffers<T>& b, LineM
   for (Index j = begin; j < end; ++j) {
     if (mode == LineMode::flat) {
       const Index start = j * kFlatChunk, n = std::min(kFlatChunk, total - start);
-      sum += sigmoid_line(p, b.x + start, b.t + start, b.g ? b.g + start : nullptr, b.v ? b.v + start : nullptr, n,
+      sum += isa_sigmoid_line(p, b.x + start, b.t + start, b.g ? b.g + start : nullptr, b.v ? b.v + start : nullptr, n,
                           p.w ? wtile + start % C : nullptr, T(1), simd_ok, 1, 1, 1, 1);
       continue;
     }
@@ -184,30 +109,10 @@ Accum sigmoid_lines(const SigmoidParams<T>& p, const SigmoidBuffers<T>& b, LineM
     T* v = b.v ? b.v + line_offset(b.lv, mode, j, cls) : nullptr;
     const T* w = cls < 0 ? p.w : nullptr;
     const T wc = cls >= 0 && p.w ? p.w[cls] : T(1);
-    sum += sigmoid_line(p, b.x + ox, b.t + ot, g, v, length, w, wc, simd_ok, line_step(b.lx, mode),
+    sum += isa_sigmoid_line(p, b.x + ox, b.t + ot, g, v, length, w, wc, simd_ok, line_step(b.lx, mode),
                         line_step(b.lt, mode), b.g ? line_step(b.lg, mode) : 0, b.v ? line_step(b.lv, mode) : 0);
   }
   return sum * p.value_scale;
-}
-
-/// True if the n elements at x (step sx) are finite and those at t (step st) in [0, 1].
-template <class T>
-bool sigmoid_inputs_ok(const T* x, const T* t, Index n, Index sx, Index st) {
-  Index j = 0;
-  bool ok = true;
-  if (sx == 1 && st == 1) {
-    using B = simd::batch<T>;
-    constexpr Index W = simd::width<T>();
-    const B big(std::numeric_limits<T>::max()), zero(T(0)), one(T(1));
-    auto good = zero <= one;  // all true
-    for (; j + W <= n; j += W) {
-      const B xv = B::load_unaligned(x + j), tv = B::load_unaligned(t + j);
-      good = good && (xsimd::abs(xv) <= big) && (tv >= zero) && (tv <= one);  // NaN fails every compare
-    }
-    ok = xsimd::all(good);
-  }
-  for (; j < n; ++j) ok &= std::abs(x[j * sx]) <= std::numeric_limits<T>::max() && t[j * st] >= T(0) && t[j * st] <= T(1);
-  return ok;
 }
 
 /// The first logit that is not finite or target outside [0, 1] (row-major order), as a Status.
@@ -221,9 +126,9 @@ Status check_sigmoid_inputs(const SigmoidBuffers<T>& b, LineMode mode, Index lin
     Index cls = -1;
     if (mode == LineMode::flat) {
       const Index start = j * kFlatChunk;
-      all_ok = sigmoid_inputs_ok(b.x + start, b.t + start, std::min(kFlatChunk, total - start), 1, 1);
+      all_ok = isa_sigmoid_inputs_ok(b.x + start, b.t + start, std::min(kFlatChunk, total - start), 1, 1);
     } else {
-      all_ok = sigmoid_inputs_ok(b.x + line_offset(lx, mode, j, cls), b.t + line_offset(lt, mode, j, cls), length,
+      all_ok = isa_sigmoid_inputs_ok(b.x + line_offset(lx, mode, j, cls), b.t + line_offset(lt, mode, j, cls), length,
                                  line_step(lx, mode), line_step(lt, mode));
     }
   }

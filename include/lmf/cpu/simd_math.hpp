@@ -1,25 +1,12 @@
-// lmf/cpu/simd_math.hpp — SIMD building blocks of the kernels on xsimd batches: a fast exp
-// (both kernels), and the focal modulation of math/row.hpp with one row per lane (the lanes
-// kernel): same formulas, the branches expressed as selects.
-#pragma once
+// lmf/cpu/simd_math.hpp — SIMD building blocks of the kernels on the SIMD layer's batches
+// (simd_layer.hpp): a fast exp (both kernels), log, log1p and expm1, and the focal modulation of
+// math/row.hpp with one row per lane (the lanes kernel): same formulas, the branches expressed as
+// selects.
+//
+// Re-included once per instruction set by isa_kernels.hpp (inside its namespace and target
+// region, after simd_layer.hpp): no include guard, no includes.
 
-#include <lmf/math/row.hpp>
-
-#include <xsimd/xsimd.hpp>
-
-#include <cstring>
-#include <cmath>
-#include <cstdint>
-#include <utility>
-
-namespace lmf {
-namespace detail {
 namespace simd {
-
-template <class T>
-using batch = xsimd::batch<T>;
-template <class T>
-using mask = xsimd::batch_bool<T>;
 
 template <class T>
 constexpr Index width() {
@@ -29,7 +16,7 @@ constexpr Index width() {
 namespace detail_lanes {
 template <class T, class F, std::size_t... J>
 batch<T> make(F&& f, std::index_sequence<J...>) {
-  return batch<T>({static_cast<T>(f(Index(J)))...});
+  return batch<T>(typename batch<T>::raw{static_cast<T>(f(Index(J)))...});
 }
 }  // namespace detail_lanes
 
@@ -50,13 +37,13 @@ T hmax(const batch<T>& v) {
   return m;
 }
 
-/// Clamps x into [lo, hi]; NaN goes to lo. (xsimd::max/min pass a NaN through, and a NaN or
+/// Clamps x into [lo, hi]; NaN goes to lo. (max/min pass a NaN through, and a NaN or
 /// out-of-range value must never reach the float-to-int conversion of fast_exp: that is
 /// undefined behaviour, and UBSan aborts on it where the conversion is scalar, e.g. SSE2 double.)
 template <class T>
 batch<T> clamp_nan_low(const batch<T>& x, T lo, T hi) {
   const batch<T> low(lo);
-  return xsimd::min(xsimd::select(x >= low, x, low), batch<T>(hi));  // x >= lo is false for NaN
+  return min(select(x >= low, x, low), batch<T>(hi));  // x >= lo is false for NaN
 }
 
 /// exp(x) for the kernels' exponents z_c - z_k (<= 0 up to rounding): Cody-Waite reduction
@@ -65,43 +52,45 @@ batch<T> clamp_nan_low(const batch<T>& x, T lo, T hi) {
 /// Arguments are clamped to [log(smallest normal), log(largest finite) - 1] (NaN to the low
 /// end), so results are never subnormal, infinite or NaN: exp(-1000) gives 1e-38 in float, not 0
 /// (it is added to a sum >= 1, where it changes nothing), and exp(+1000) a large finite number.
-/// Without xsimd::exp's overflow, NaN and denormal branches it is about twice as fast.
+/// n is rounded by the 1.5 * 2^23 (2^52) trick, whose bits also give 2^n (simd_layer.hpp).
 inline batch<float> fast_exp(batch<float> x) {
   using B = batch<float>;
   x = clamp_nan_low(x, -87.33f, 87.0f);
-  const B n = xsimd::nearbyint(x * B(1.44269504088896341f));
-  B r = xsimd::fma(n, B(-0.693359375f), x);
-  r = xsimd::fma(n, B(2.12194440e-4f), r);
+  batch<std::int32_t> n_bits;
+  const B n = round_small(x * B(1.44269504088896341f), n_bits);
+  B r = fma(n, B(-0.693359375f), x);
+  r = fma(n, B(2.12194440e-4f), r);
   B y = B(1.9875691500e-4f);
-  y = xsimd::fma(y, r, B(1.3981999507e-3f));
-  y = xsimd::fma(y, r, B(8.3334519073e-3f));
-  y = xsimd::fma(y, r, B(4.1665795894e-2f));
-  y = xsimd::fma(y, r, B(1.6666665459e-1f));
-  y = xsimd::fma(y, r, B(5.0000001201e-1f));
-  y = xsimd::fma(y, r * r, r + B(1.0f));
-  return xsimd::ldexp(y, xsimd::to_int(n));
+  y = fma(y, r, B(1.3981999507e-3f));
+  y = fma(y, r, B(8.3334519073e-3f));
+  y = fma(y, r, B(4.1665795894e-2f));
+  y = fma(y, r, B(1.6666665459e-1f));
+  y = fma(y, r, B(5.0000001201e-1f));
+  y = fma(y, r * r, r + B(1.0f));
+  return y * pow2_from_round_bits(n_bits);
 }
 
 inline batch<double> fast_exp(batch<double> x) {
   using B = batch<double>;
   x = clamp_nan_low(x, -708.39, 708.0);
-  const B n = xsimd::nearbyint(x * B(1.4426950408889634074));
-  B r = xsimd::fma(n, B(-6.93145751953125e-1), x);
-  r = xsimd::fma(n, B(-1.42860682030941723212e-6), r);
+  batch<std::int64_t> n_bits;
+  const B n = round_small(x * B(1.4426950408889634074), n_bits);
+  B r = fma(n, B(-6.93145751953125e-1), x);
+  r = fma(n, B(-1.42860682030941723212e-6), r);
   // Taylor series of e^r to r^12: the remainder is below 2e-16 for |r| <= ln2 / 2
   B y = B(1.0 / 479001600.0);
-  y = xsimd::fma(y, r, B(1.0 / 39916800.0));
-  y = xsimd::fma(y, r, B(1.0 / 3628800.0));
-  y = xsimd::fma(y, r, B(1.0 / 362880.0));
-  y = xsimd::fma(y, r, B(1.0 / 40320.0));
-  y = xsimd::fma(y, r, B(1.0 / 5040.0));
-  y = xsimd::fma(y, r, B(1.0 / 720.0));
-  y = xsimd::fma(y, r, B(1.0 / 120.0));
-  y = xsimd::fma(y, r, B(1.0 / 24.0));
-  y = xsimd::fma(y, r, B(1.0 / 6.0));
-  y = xsimd::fma(y, r, B(0.5));
-  y = xsimd::fma(y, r * r, r + B(1.0));
-  return xsimd::ldexp(y, xsimd::to_int(n));
+  y = fma(y, r, B(1.0 / 39916800.0));
+  y = fma(y, r, B(1.0 / 3628800.0));
+  y = fma(y, r, B(1.0 / 362880.0));
+  y = fma(y, r, B(1.0 / 40320.0));
+  y = fma(y, r, B(1.0 / 5040.0));
+  y = fma(y, r, B(1.0 / 720.0));
+  y = fma(y, r, B(1.0 / 120.0));
+  y = fma(y, r, B(1.0 / 24.0));
+  y = fma(y, r, B(1.0 / 6.0));
+  y = fma(y, r, B(0.5));
+  y = fma(y, r * r, r + B(1.0));
+  return y * pow2_from_round_bits(n_bits);
 }
 
 /// a * b + c: one fma on batches; on scalars a multiply and an add (std::fma would be a slow
@@ -109,7 +98,7 @@ inline batch<double> fast_exp(batch<double> x) {
 inline float mul_add(float a, float b, float c) { return a * b + c; }
 template <class V>
 V mul_add(const V& a, const V& b, const V& c) {
-  return xsimd::fma(a, b, c);
+  return fma(a, b, c);
 }
 
 /// Cephes' logf polynomial: log(1 + f) - f as f^3 P(f) - f^2/2, for f = m - 1 with m in
@@ -124,46 +113,128 @@ V log1p_mantissa(const V& f) {
   return mul_add(f * z, p, V(-0.5f) * z);
 }
 
+/// ln 2 split in two (fdlibm's ln2_hi, ln2_lo): k * kLn2Hi is exact for |k| < 2^11.
+constexpr double kLn2Hi = 6.93147180369123816490e-01, kLn2Lo = 1.90821492927058770002e-10;
+
+/// log(1 + f) for f = m - 1, m in [sqrt(1/2), sqrt(2)), in double: 2 atanh(s) with
+/// s = f / (2 + f) (|s| <= 0.1716, s^2 <= 0.0295), written f - s (f - R) with
+/// R = sum_{k=1..11} 2 s^2k / (2k + 1); the series' remainder is below 1e-18 relative.
+inline batch<double> log1p_mantissa(const batch<double>& f) {
+  using B = batch<double>;
+  const B s = f / (B(2.0) + f);
+  const B z = s * s;
+  B r = B(2.0 / 23);
+  for (double c : {2.0 / 21, 2.0 / 19, 2.0 / 17, 2.0 / 15, 2.0 / 13, 2.0 / 11, 2.0 / 9, 2.0 / 7, 2.0 / 5, 2.0 / 3})
+    r = fma(r, z, B(c));
+  r = r * z;
+  return f - s * (f - r);
+}
+
+/// The exponent k and mantissa m in [sqrt(1/2), sqrt(2)) of normal positive x (x = m 2^k), the
+/// exponent as a float (double).
+inline batch<float> split_exponent(const batch<float>& x, batch<float>& k) {
+  using I = batch<std::int32_t>;
+  const I bits = bitwise_cast<I>(x);
+  const I mant = (bits & I(0x007fffff)) | I(0x3f800000);  // in [1, 2)
+  const mask<std::int32_t> big = mant > I(0x3fb504f3);     // above sqrt(2): halved
+  k = to_float((bits >> 23) - I(127) + select(big, I(1), I(0)));
+  return select(bool_cast(big), bitwise_cast<batch<float>>(mant) * batch<float>(0.5f), bitwise_cast<batch<float>>(mant));
+}
+inline batch<double> split_exponent(const batch<double>& x, batch<double>& k) {
+  using I = batch<std::int64_t>;
+  const I bits = bitwise_cast<I>(x);
+  const I mant = (bits & I(0x000fffffffffffff)) | I(0x3ff0000000000000);
+  const mask<std::int64_t> big = mant > I(0x3ff6a09e667f3bcd);
+  // the biased exponent (< 2^11) as a double without a 64-bit conversion: 2^52 + e - 2^52
+  const batch<double> e = bitwise_cast<batch<double>>((bits >> 52) | I(0x4330000000000000)) - batch<double>(4503599627370496.0);
+  k = e - batch<double>(1023.0) + select(mask<double>(big.v), batch<double>(1.0), batch<double>(0.0));
+  return select(mask<double>(big.v), bitwise_cast<batch<double>>(mant) * batch<double>(0.5), bitwise_cast<batch<double>>(mant));
+}
+
+/// log(x) for finite x > 0, subnormals included (scaled by 2^24 / 2^54 first); ~1-2 ulp.
+template <class T>
+batch<T> log(batch<T> x) {
+  using B = batch<T>;
+  const mask<T> tiny = x < B(std::numeric_limits<T>::min());
+  const T up = sizeof(T) == 4 ? T(16777216.0) : T(18014398509481984.0);  // 2^24, 2^54
+  x = select(tiny, x * B(up), x);
+  B k;
+  const B m = split_exponent(x, k);
+  k = k - select(tiny, B(sizeof(T) == 4 ? T(24) : T(54)), B(T(0)));
+  const B f = m - B(T(1));
+  if constexpr (sizeof(T) == 4) {
+    return fma(k, B(0.693359375f), f + fma(k, B(-2.12194440e-4f), log1p_mantissa(f)));
+  } else {
+    return fma(k, B(kLn2Hi), fma(k, B(kLn2Lo), log1p_mantissa(f)));
+  }
+}
+
+/// log1p(r) for finite r >= 0 in double: u = 1 + r, log u, and the rounding of 1 + r put back
+/// exactly (c / u, Fast2Sum with the larger operand first).
+inline batch<double> log1p_nonneg(const batch<double>& r) {
+  using B = batch<double>;
+  const B one(1.0), u = one + r;
+  const B c = select(r > one, one - (u - r), r - (u - one));
+  B k;
+  const B f = split_exponent(u, k) - one;
+  return fma(k, B(kLn2Hi), fma(k, B(kLn2Lo), log1p_mantissa(f) + c / u));
+}
+
+/// expm1(x) for x in [-60, 0] (NaN-free): the Taylor series to x^16 / 16! (x^9 / 9! in float)
+/// above -0.5, exp(x) - 1 below, where 1 - e^x > 0.39 and the subtraction costs under 2 ulp.
+template <class T>
+batch<T> expm1_nonpos(const batch<T>& x) {
+  using B = batch<T>;
+  const int terms = sizeof(T) == 4 ? 9 : 16;
+  double inv_fact[17];
+  inv_fact[0] = 1;
+  for (int j = 1; j <= 16; ++j) inv_fact[j] = inv_fact[j - 1] / j;
+  B q = B(T(inv_fact[terms]));
+  for (int j = terms - 1; j >= 2; --j) q = fma(q, x, B(T(inv_fact[j])));
+  const B series = fma(x * x, q, x);
+  return select(x > B(T(-0.5)), series, fast_exp(x) - B(T(1)));
+}
+
 /// log1p(e) for e in [0, 1], given inv = 1 / (1 + e) (the sigmoid kernel has both): u = 1 + e is
 /// in [1, 2], so no exponent needs extracting; log u = k ln2 + log m, m = u or u / 2 in
 /// [sqrt(1/2), sqrt(2)], log m = f - f^2/2 + f^3 P(f) with f = m - 1 exact (Cephes' minimax for
 /// float, ~1 ulp), and the rounding of 1 + e is put back exactly: c = e - (u - 1), log1p(e) =
-/// log u + c / u. About half the cost of xsimd::log1p, which handles every argument.
+/// log u + c / u. About half the cost of a log1p for every argument (xsimd's, used before).
 inline batch<float> log1p_unit(const batch<float>& e, const batch<float>& inv) {
   using B = batch<float>;
   const B one(1.0f), u = one + e;
   const auto big = u > B(1.41421356237f);
-  const B m = xsimd::select(big, u * B(0.5f), u);
-  const B k = xsimd::select(big, one, B(0.0f));
+  const B m = select(big, u * B(0.5f), u);
+  const B k = select(big, one, B(0.0f));
   const B f = m - one;
   const B y = log1p_mantissa(f);
   const B c = e - (u - one);  // exact: u - 1 is exact for u in [1, 2]
-  return xsimd::fma(k, B(0.693359375f), f + xsimd::fma(k, B(-2.12194440e-4f), xsimd::fma(c, inv, y)));
+  return fma(k, B(0.693359375f), f + fma(k, B(-2.12194440e-4f), fma(c, inv, y)));
 }
-inline batch<double> log1p_unit(const batch<double>& e, const batch<double>&) { return xsimd::log1p(e); }
+inline batch<double> log1p_unit(const batch<double>& e, const batch<double>&) { return log1p_nonneg(e); }
 
 /// log1p(r) for finite r >= 0, given inv = 1 / (1 + r) (the lanes kernel has both: r is a row's
 /// sum of exponentials relative to its reference class, in [0, C]). The same scheme as
 /// log1p_unit for any exponent: u = 1 + r = m 2^k with m in [sqrt(1/2), sqrt(2)) (from the bits
 /// of u), log m by Cephes' polynomial, and the rounding of 1 + r put back exactly (Fast2Sum with
 /// the larger operand first): log1p(r) = k ln2 + log m + c / u. About 1 ulp; less than half the
-/// cost of xsimd::log1p, which handles every argument (negative, infinite, subnormal).
+/// cost of a log1p for every argument (negative, infinite, subnormal; xsimd's, used before).
 inline batch<float> log1p_pos(const batch<float>& r, const batch<float>& inv) {
   using B = batch<float>;
   using I = batch<std::int32_t>;
   const B one(1.0f), u = one + r;
-  const B c = xsimd::select(r > one, one - (u - r), r - (u - one));
-  const I bits = xsimd::bitwise_cast<I>(u);
+  const B c = select(r > one, one - (u - r), r - (u - one));
+  const I bits = bitwise_cast<I>(u);
   // mantissa in [1, 2), then halved when above sqrt(2) (0x3fb504f3), with the exponent raised
   const I mant = (bits & I(0x007fffff)) | I(0x3f800000);
   const auto big = mant > I(0x3fb504f3);
-  const B m = xsimd::select(xsimd::bool_cast(big), xsimd::bitwise_cast<B>(mant) * B(0.5f), xsimd::bitwise_cast<B>(mant));
-  const B k = xsimd::to_float((bits >> 23) - I(127) + xsimd::select(big, I(1), I(0)));
+  const B m = select(bool_cast(big), bitwise_cast<B>(mant) * B(0.5f), bitwise_cast<B>(mant));
+  const B k = to_float((bits >> 23) - I(127) + select(big, I(1), I(0)));
   const B f = m - one;
   const B y = log1p_mantissa(f);
-  return xsimd::fma(k, B(0.693359375f), f + xsimd::fma(k, B(-2.12194440e-4f), xsimd::fma(c, inv, y)));
+  return fma(k, B(0.693359375f), f + fma(k, B(-2.12194440e-4f), fma(c, inv, y)));
 }
-inline batch<double> log1p_pos(const batch<double>& r, const batch<double>&) { return xsimd::log1p(r); }
+inline batch<double> log1p_pos(const batch<double>& r, const batch<double>&) { return log1p_nonneg(r); }
 
 /// The same for one float (the rows kernel's per-row epilogue: glibc's log1pf was 17% of LMF at
 /// C = 100); the same bits, polynomial and correction as the batch version. Double: std::log1p.
@@ -184,11 +255,11 @@ inline float log1p_pos(float r) {
 }
 inline double log1p_pos(double r) { return std::log1p(r); }
 
-/// 1 - exp(-u) for u >= 0 without cancellation (-expm1(-u)); u is clamped to 60 first (1 - e^-60
-/// is 1 in double), so xsimd's expm1 never converts an out-of-range value to an integer.
+/// 1 - exp(-u) for u >= 0 without cancellation (-expm1(-u)); u is clamped to [0, 60] first (1 -
+/// e^-60 is 1 in double; NaN goes to 0).
 template <class T>
 batch<T> one_minus_exp_neg(const batch<T>& u) {
-  return -xsimd::expm1(-clamp_nan_low(u, T(0), T(60)));
+  return -expm1_nonpos(-clamp_nan_low(u, T(0), T(60)));
 }
 
 /// (1 - p)^gamma for the gammas that matter, without pow where it is not needed.
@@ -196,16 +267,15 @@ template <class T>
 batch<T> modulation(const batch<T>& one_minus_p, T gamma) {
   if (gamma == T(1)) return one_minus_p;
   if (gamma == T(2)) return one_minus_p * one_minus_p;
-  if (gamma == T(0.5)) return xsimd::sqrt(one_minus_p);
-  if (gamma == T(1.5)) return one_minus_p * xsimd::sqrt(one_minus_p);
+  if (gamma == T(0.5)) return sqrt(one_minus_p);
+  if (gamma == T(1.5)) return one_minus_p * sqrt(one_minus_p);
   if (gamma == T(3)) return one_minus_p * one_minus_p * one_minus_p;
-  // exp(gamma log(1 - p)), as xsimd::pow computes it, but through fast_exp: xsimd 8.1's exp
-  // converts out-of-range arguments (gamma log of a tiny 1 - p) to integers, undefined behaviour.
+  // exp(gamma log(1 - p)), as pow computes it, through fast_exp, which clamps its argument.
   // pow(0, gamma) = 0 for gamma > 0, and so is every result below the smallest normal.
   const mask<T> zero = one_minus_p <= batch<T>(T(0));
-  const batch<T> e = batch<T>(gamma) * xsimd::log(xsimd::select(zero, batch<T>(T(1)), one_minus_p));
+  const batch<T> e = batch<T>(gamma) * log(select(zero, batch<T>(T(1)), one_minus_p));
   const T lowest = sizeof(T) == 4 ? T(-87.33) : T(-708.39);
-  return xsimd::select(zero || e < batch<T>(lowest), batch<T>(T(0)), fast_exp(e));
+  return select(zero || e < batch<T>(lowest), batch<T>(T(0)), fast_exp(e));
 }
 
 /// math::focus on a batch: phi(l) and phi'(l) per lane, given p = e^-l and 1 - p, each computed by
@@ -219,12 +289,10 @@ void focus(const batch<T>& l, const batch<T>& one_minus_p, const batch<T>& p, T 
     return;
   }
   const mask<T> positive = one_minus_p > batch<T>(T(0));
-  const batch<T> r = xsimd::select(positive, l / xsimd::select(positive, one_minus_p, batch<T>(T(1))), batch<T>(T(1)));
+  const batch<T> r = select(positive, l / select(positive, one_minus_p, batch<T>(T(1))), batch<T>(T(1)));
   const batch<T> mod = modulation(one_minus_p, gamma);
   value = mod * l;
   derivative = mod * (batch<T>(T(1)) + batch<T>(gamma) * p * r);
 }
 
 }  // namespace simd
-}  // namespace detail
-}  // namespace lmf

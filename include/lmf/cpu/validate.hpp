@@ -4,7 +4,7 @@
 #pragma once
 
 #include <lmf/cpu/kernel.hpp>
-#include <lmf/cpu/simd_math.hpp>
+#include <lmf/cpu/isa_kernels.hpp>
 #include <lmf/plan.hpp>
 #include <lmf/spec.hpp>
 
@@ -159,23 +159,6 @@ T logit_limit(const LossSpec<T>& spec) {
   return limit;
 }
 
-/// True if every element of the contiguous range [x, x + n) is within `limit` (SIMD sweep).
-template <class T>
-bool all_within_serial(const T* x, Index n, T limit) {
-  using B = simd::batch<T>;
-  constexpr Index W = simd::width<T>();
-  const B lim(limit);
-  auto ok = B(T(0)) <= lim;
-  Index i = 0;
-  for (; i + 4 * W <= n; i += 4 * W) {
-    ok = ok && (xsimd::abs(B::load_unaligned(x + i)) <= lim) && (xsimd::abs(B::load_unaligned(x + i + W)) <= lim) &&
-         (xsimd::abs(B::load_unaligned(x + i + 2 * W)) <= lim) && (xsimd::abs(B::load_unaligned(x + i + 3 * W)) <= lim);
-  }
-  bool result = xsimd::all(ok);
-  for (; i < n; ++i) result &= std::abs(x[i]) <= limit;
-  return result;
-}
-
 /// all_within_serial over chunks of 64K elements, on OpenMP threads for large buffers.
 template <class T>
 bool all_within(const T* x, Index n, T limit, int threads) {
@@ -188,7 +171,7 @@ bool all_within(const T* x, Index n, T limit, int threads) {
 #else
   (void)threads;
 #endif
-  for (Index b = 0; b < chunks; ++b) ok = ok && all_within_serial(x + b * chunk, std::min(chunk, n - b * chunk), limit);
+  for (Index b = 0; b < chunks; ++b) ok = ok && isa_all_within(x + b * chunk, std::min(chunk, n - b * chunk), limit);
   return ok;
 }
 
