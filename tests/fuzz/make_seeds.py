@@ -116,6 +116,13 @@ def seeds():
             double=double, C=C, kind="lmf", samples=37, logits=[((i * 37) % 23) / 4.0 - 2.5 for i in range(37 * C)],
             label_values=[i % C if i % 9 else "ignore" for i in range(37)], kernel="lanes")
 
+    # the rows kernel on every instruction set (the harness runs each input on each set the CPU
+    # has): C = 37 and 101 fill whole vectors of every width and leave a tail, with ignored rows
+    for C, double in ((37, False), (101, False), (37, True)):
+        yield f"seed_rows_c{C}_{'double' if double else 'float'}", seed(
+            double=double, C=C, kind="lmf", samples=5, logits=[((i * 37) % 23) / 4.0 - 2.5 for i in range(5 * C)],
+            label_values=[0, C - 1, "ignore", C // 2, 3], kernel="rows")
+
     # the long-tail family (not findings: starting points for the fuzzer on the new kinds)
     for kind, kb in (("la", (1, 2)), ("bs", (3, 0)), ("vs", (2, 2)), ("focal_drw", ()), ("generic_smooth", (2,))):
         yield f"seed_family_{kind}", seed(C=5, kind=kind, kind_bytes=kb, weights=[16, 8, 32, 4, 2], samples=9,
