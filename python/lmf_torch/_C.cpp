@@ -160,6 +160,10 @@ lmf::Loss<double> make(const std::string& kind, const std::vector<int64_t>& coun
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "lmf's losses with fused analytic gradients (C++ part of lmf_torch)";
+  m.def("simd_isa", [] { return std::string(lmf::simd_isa()); },
+        "the instruction set lmf's CPU kernels use: 'avx512', 'avx2' or 'sse2' (run-time dispatch)");
+  m.def("cpu_simd_isa", [] { return std::string(lmf::cpu_simd_isa()); },
+        "the widest of those sets this CPU runs");
   py::class_<lmf::libtorch::LossImpl, std::shared_ptr<lmf::libtorch::LossImpl>>(m, "Loss")
       .def(py::init([](const std::string& kind, const std::vector<int64_t>& counts, const py::dict& options) {
              return std::make_shared<lmf::libtorch::LossImpl>(make(kind, counts, options));

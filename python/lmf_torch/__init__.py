@@ -18,8 +18,10 @@ import torch
 import lmf_torch_C as _C
 
 __all__ = ["CrossEntropyLoss", "FocalLoss", "LDAMLoss", "LMFLoss", "LogitAdjustedLoss", "BalancedSoftmaxLoss",
-           "VSLoss", "version"]
+           "VSLoss", "version", "simd_isa", "cpu_simd_isa"]
 version = _C.version
+simd_isa = _C.simd_isa  # the CPU kernels' instruction set, chosen at run time: 'avx512', 'avx2', 'sse2'
+cpu_simd_isa = _C.cpu_simd_isa
 
 
 def _values(v, cast):

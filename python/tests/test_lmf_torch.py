@@ -310,3 +310,10 @@ def test_set_class_weights_and_totals_checks():
         f.totals(x, y.view(-1, 1))
     with pytest.raises(ValueError, match="wrong type"):
         lmf_torch.LMFLoss(COUNTS, gamma="2")
+
+
+def test_simd_isa_is_chosen_at_run_time():
+    # built by scripts/torch.sh without -march: the kernels still run the CPU's widest set
+    assert lmf_torch.cpu_simd_isa() in ("avx512", "avx2", "sse2", "generic128")
+    if "LMF_SIMD_ISA" not in os.environ:
+        assert lmf_torch.simd_isa() == lmf_torch.cpu_simd_isa()
