@@ -371,20 +371,61 @@ bool any(const mask<T>& m) {
 }
 #endif
 
-/// x rounded to the nearest integer (ties to even) for |x| < 2^22 (float) or 2^51 (double), by
-/// adding and subtracting 1.5 * 2^23 (2^52), which leaves the integer in the low mantissa bits;
-/// `bits` receives the sum's bits (the integer plus 0x4b400000 / 0x4338000000000000).
+/// x rounded to the nearest integer (ties to even): the rounding instruction where the set has
+/// one (SSE4.1 and up), else x + 1.5 * 2^23 (2^52) - the same, with an empty asm statement
+/// between the two so that -ffast-math cannot fold them into x (tested: it did, and exp went
+/// wrong by 1e-4).
+inline batch<float> round_nearest(const batch<float>& x) {
+#if defined(__x86_64__) || defined(__i386__)
+#if LMF_SIMD_BYTES == 64
+  return batch<float>(_mm512_roundscale_ps(x.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#elif LMF_SIMD_BYTES == 32
+  return batch<float>(_mm256_round_ps(x.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#elif defined(__SSE4_1__)
+  return batch<float>(_mm_round_ps(x.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#else
+  batch<float> sum = x + batch<float>(12582912.0f);
+  __asm__("" : "+x"(sum.v));
+  return sum - batch<float>(12582912.0f);
+#endif
+#else
+  batch<float> r;
+  for (std::size_t j = 0; j < batch<float>::size; ++j) r.v[j] = std::nearbyint(x.v[j]);
+  return r;
+#endif
+}
+inline batch<double> round_nearest(const batch<double>& x) {
+#if defined(__x86_64__) || defined(__i386__)
+#if LMF_SIMD_BYTES == 64
+  return batch<double>(_mm512_roundscale_pd(x.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#elif LMF_SIMD_BYTES == 32
+  return batch<double>(_mm256_round_pd(x.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#elif defined(__SSE4_1__)
+  return batch<double>(_mm_round_pd(x.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#else
+  batch<double> sum = x + batch<double>(6755399441055744.0);
+  __asm__("" : "+x"(sum.v));
+  return sum - batch<double>(6755399441055744.0);
+#endif
+#else
+  batch<double> r;
+  for (std::size_t j = 0; j < batch<double>::size; ++j) r.v[j] = std::nearbyint(x.v[j]);
+  return r;
+#endif
+}
+
+/// n = x rounded to the nearest integer, for |x| < 2^22 (float) or 2^51 (double); `bits`
+/// receives the bits of n + 1.5 * 2^23 (2^52), whose low mantissa bits are n (no float-to-int
+/// conversion: xsimd's was undefined behaviour on out-of-range values).
 inline batch<float> round_small(const batch<float>& x, batch<std::int32_t>& bits) {
-  const batch<float> magic(12582912.0f);  // 1.5 * 2^23
-  const batch<float> sum = x + magic;
-  bits = bitwise_cast<batch<std::int32_t>>(sum);
-  return sum - magic;
+  const batch<float> n = round_nearest(x);
+  bits = bitwise_cast<batch<std::int32_t>>(n + batch<float>(12582912.0f));  // exact: n is an integer
+  return n;
 }
 inline batch<double> round_small(const batch<double>& x, batch<std::int64_t>& bits) {
-  const batch<double> magic(6755399441055744.0);  // 1.5 * 2^52
-  const batch<double> sum = x + magic;
-  bits = bitwise_cast<batch<std::int64_t>>(sum);
-  return sum - magic;
+  const batch<double> n = round_nearest(x);
+  bits = bitwise_cast<batch<std::int64_t>>(n + batch<double>(6755399441055744.0));
+  return n;
 }
 
 /// 2^n as a float (double) from round_small's bits of n, for n in the normal exponent range.

@@ -52,7 +52,7 @@ batch<T> clamp_nan_low(const batch<T>& x, T lo, T hi) {
 /// Arguments are clamped to [log(smallest normal), log(largest finite) - 1] (NaN to the low
 /// end), so results are never subnormal, infinite or NaN: exp(-1000) gives 1e-38 in float, not 0
 /// (it is added to a sum >= 1, where it changes nothing), and exp(+1000) a large finite number.
-/// n is rounded by the 1.5 * 2^23 (2^52) trick, whose bits also give 2^n (simd_layer.hpp).
+/// n is rounded by round_small (simd_layer.hpp), whose bits of n + 1.5 * 2^23 (2^52) give 2^n.
 inline batch<float> fast_exp(batch<float> x) {
   using B = batch<float>;
   x = clamp_nan_low(x, -87.33f, 87.0f);
