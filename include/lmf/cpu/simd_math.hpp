@@ -221,16 +221,10 @@ inline batch<double> log1p_unit(const batch<double>& e, const batch<double>&) { 
 /// cost of a log1p for every argument (negative, infinite, subnormal; xsimd's, used before).
 inline batch<float> log1p_pos(const batch<float>& r, const batch<float>& inv) {
   using B = batch<float>;
-  using I = batch<std::int32_t>;
   const B one(1.0f), u = one + r;
   const B c = select(r > one, one - (u - r), r - (u - one));
-  const I bits = bitwise_cast<I>(u);
-  // mantissa in [1, 2), then halved when above sqrt(2) (0x3fb504f3), with the exponent raised
-  const I mant = (bits & I(0x007fffff)) | I(0x3f800000);
-  const auto big = mant > I(0x3fb504f3);
-  const B m = select(bool_cast(big), bitwise_cast<B>(mant) * B(0.5f), bitwise_cast<B>(mant));
-  const B k = to_float((bits >> 23) - I(127) + select(big, I(1), I(0)));
-  const B f = m - one;
+  B k;
+  const B f = split_exponent(u, k) - one;
   const B y = log1p_mantissa(f);
   return fma(k, B(0.693359375f), f + fma(k, B(-2.12194440e-4f), fma(c, inv, y)));
 }
