@@ -217,8 +217,9 @@ Index lanes_scratch_size(Isa isa, Index classes, int n_terms) {
   return (Index(n_terms) + 2) * classes * isa_width<T>(isa) * kLaneGroups;
 }
 
-/// Scratch the rows kernel needs per thread: one row of exponentials per term.
-inline Index rows_scratch_size(Index classes, int n_terms) { return Index(n_terms) * classes; }
+/// Scratch the rows kernel needs per thread: one row of exponentials per term, for each of its
+/// two rows in flight.
+inline Index rows_scratch_size(Index classes, int n_terms) { return 2 * Index(n_terms) * classes; }
 
 }  // namespace detail
 }  // namespace lmf

@@ -41,8 +41,103 @@ RowTerm<T> finish_row(const TermParams<T>& p, T wy, T rest, T others, T dy, T e_
           coef * math::softmax_minus_onehot(e_y, true, rest, inv) + p.smooth_mass * (e_y * inv) - p.smooth_grad * wy};
 }
 
+/// A term's reference class k for one row (see the header comment): the largest non-target's
+/// adjusted logit a_k x_k and offset b_k, and whether the target is the reference instead; the
+/// exponents are z_c - z_k = s ((a_c x_c - ax_ref) + delta) + (b_c - b_ref).
+template <class T>
+struct RowRef {
+  T ax_k, b_k;
+  T ax_ref, b_ref, delta;
+  bool y_ref;
+};
+
+/// Sweep 2 of one row for NT terms at once (the logits are loaded once): e_c = exp(z_c - z_k) for
+/// c != y, others[t] = their sum, wd[t] = sum_c w_c (z_c - z_k) (label smoothing; not Plain only)
+/// and, when Grad, a_c e_c in e_out + t C. Plain: no a, no b, no smoothing (LMF's terms, CE,
+/// focal, LDAM), which leaves three operations and the exponential per class and term. The
+/// template flags keep the loops free of branches; only the vector holding the target is masked.
+template <int NT, bool Plain, bool Grad, class T>
+void exp_sweep(const TermParams<T>* p, const RowRef<T>* ref, const T* x, Index C, Index y, T* e_out, T* others, T* wd_out) {
+  using B = simd::batch<T>;
+  constexpr Index W = simd::width<T>();
+  const Index C_vec = C - C % W;
+  alignas(64) T iota_arr[W];
+  for (Index j = 0; j < W; ++j) iota_arr[j] = T(j);
+  const B iota = B::load_aligned(iota_arr), zero(T(0));
+  // the parameters in locals: stores to e_out could alias them, which made the compiler reload
+  // them in every iteration
+  B s[NT], r[NT], dv[NT], bref[NT], sum[NT], wd[NT];
+  const T *a[NT], *b[NT], *w[NT];
+  bool smooth[NT];
+  for (int t = 0; t < NT; ++t) {
+    s[t] = B(p[t].s), r[t] = B(ref[t].ax_ref), dv[t] = B(ref[t].delta), bref[t] = B(ref[t].b_ref);
+    sum[t] = zero, wd[t] = zero;
+    a[t] = p[t].a, b[t] = p[t].b, w[t] = p[t].w, smooth[t] = p[t].smooth != T(0);
+  }
+  // one vector of classes c.. : v the logits, load(ptr, pad) a per-class parameter's vector,
+  // keep the lanes that count (Masked only), store(t, e) the gradient sweep's a_c e_c
+  auto chunk = [&](const B& v, auto load, auto masked, const auto& keep, auto store) {
+    for (int t = 0; t < NT; ++t) {
+      B d;
+      if constexpr (Plain) {
+        d = s[t] * ((v - r[t]) + dv[t]);
+      } else {
+        const B av = a[t] ? load(a[t], T(1)) * v : v;
+        d = s[t] * ((av - r[t]) + dv[t]);
+        if (b[t]) d += load(b[t], T(0)) - bref[t];
+      }
+      const B e = simd::fast_exp(d);
+      if constexpr (decltype(masked)::value) {
+        sum[t] += simd::select(keep, e, zero);
+      } else {
+        sum[t] += e;
+      }
+      if constexpr (!Plain) {
+        if (smooth[t]) {
+          const B wdd = w[t] ? load(w[t], T(0)) * d : d;
+          if constexpr (decltype(masked)::value) {
+            wd[t] += simd::select(keep, wdd, zero);
+          } else {
+            wd[t] += wdd;
+          }
+        }
+      }
+      if constexpr (Grad) store(t, Plain || !a[t] ? e : load(a[t], T(1)) * e);
+    }
+  };
+  const std::false_type unmasked{};
+  const std::true_type masked{};
+  const auto none = iota == iota;
+  auto load_at = [](Index c) { return [c](const T* q, T) { return B::load_unaligned(q + c); }; };
+  auto store_at = [&](Index c) { return [&, c](int t, const B& e) { e.store_unaligned(e_out + t * C + c); }; };
+  auto run = [&](Index c0, Index c1) {
+    for (Index c = c0; c < c1; c += W) chunk(B::load_unaligned(x + c), load_at(c), unmasked, none, store_at(c));
+  };
+  const Index y_chunk = y < C_vec ? y - y % W : C_vec;
+  run(0, y_chunk);
+  if (y_chunk < C_vec) {
+    chunk(B::load_unaligned(x + y_chunk), load_at(y_chunk), masked, iota != B(T(y - y_chunk)), store_at(y_chunk));
+    run(y_chunk + W, C_vec);
+  }
+  if (C_vec < C) {  // the last C % W classes: one padded vector (scalar exps cost far more)
+    const Index rem = C - C_vec;
+    auto tail = [&](const T* q, T pad) { return simd::load_partial(q + C_vec, rem, pad); };
+    const auto keep = (iota < B(T(rem))) && (iota + B(T(C_vec)) != B(T(y)));
+    chunk(tail(x, T(0)), tail, masked, keep, [&](int t, const B& e) { simd::store_partial(e, e_out + t * C + C_vec, rem); });
+  }
+  for (int t = 0; t < NT; ++t) {
+    others[t] = simd::hadd(sum[t]);
+    wd_out[t] = Plain ? T(0) : simd::hadd(wd[t]);
+  }
+}
+
 /// Rows kernel over rows [begin, end); class_stride must be 1 (and 1 for the gradient).
 /// scratch: rows_scratch_size(C, n_terms) entries.
+///
+/// Two rows are in flight: each phase below runs for both rows before the next phase, so the
+/// out-of-order core overlaps one row's latency-bound steps (the horizontal max and sums, the
+/// scalar log1p, division and exp of the per-row epilogue) with the other's. At C ~ 100 those
+/// steps are most of a row's time.
 template <class T, class L>
 bool rows_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, T* scratch) {
   using B = simd::batch<T>;
@@ -56,52 +151,83 @@ bool rows_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, T
   const B limit(k.limit);
   const T neg_inf = -std::numeric_limits<T>::infinity();
   bool ok = true;
+  bool any_smooth = false, plain = true;
+  for (int t = 0; t < k.n_terms; ++t) {
+    any_smooth |= k.terms[t].smooth != T(0);
+    plain &= !k.terms[t].a && !k.terms[t].b && k.terms[t].smooth == T(0);
+  }
 
-  for (Index i = begin; i < end; ++i) {
-    const T* x = k.x + lx.row_offset(i);
-    T* g = k.grad ? k.grad + k.lg.row_offset(i) : nullptr;
+  struct Row {
+    const T* x;
+    T* g;
+    T* e;  // this row's scratch: a_c e_{t,c} at e + t C
+    Index i, y;
+    T X, xy;
+    RowRef<T> refs[kMaxTerms];
+    T others[kMaxTerms], wd_sum[kMaxTerms];
+    RowTerm<T> parts[kMaxTerms];
+  };
+
+  // phase 1: the row's label (an ignored row is written here and leaves: y = -1); sweep 1:
+  // X = max_{c != y} x_c, and |x_c| <= limit for all c. Only the chunk that holds the target
+  // and the last C % W classes need masks.
+  auto scan = [&](Row& r, Index i, T* e) {
+    r.i = i, r.e = e;
+    r.x = k.x + lx.row_offset(i);
+    r.g = k.grad ? k.grad + k.lg.row_offset(i) : nullptr;
     const std::int64_t label = static_cast<std::int64_t>(k.labels[i * k.label_stride]);
     if (label == k.ignore_index) {
-      if (g) {
-        for (Index c = 0; c < C_vec; c += W) B(T(0)).store_unaligned(g + c);
-        for (Index c = C_vec; c < C; ++c) g[c] = T(0);
+      if (r.g) {
+        for (Index c = 0; c < C_vec; c += W) B(T(0)).store_unaligned(r.g + c);
+        if (C_vec < C) simd::store_partial(B(T(0)), r.g + C_vec, C - C_vec);
       }
       if (k.row_values) k.row_values[i * k.row_values_stride] = T(0);
-      continue;
+      r.y = -1;
+      return;
     }
-    const Index y = static_cast<Index>(label);
-    const B yv(static_cast<T>(y));
-
-    // sweep 1: X = max_{c != y} x_c, and |x_c| <= limit for all c. Only the chunk that holds
-    // the target needs a mask.
-    const Index y_chunk = y < C_vec ? y - y % W : C;
+    const T* x = r.x;
+    const Index y = r.y = static_cast<Index>(label);
+    const Index y_chunk = y < C_vec ? y - y % W : C_vec;
     B vmax(neg_inf);
-    auto in_range = B(T(0)) <= limit;  // all true
-    for (Index c = 0; c < C_vec; c += W) {
-      const B v = B::load_unaligned(x + c);
+    auto in_range = iota == iota;  // all true
+    auto sweep1 = [&](Index c0, Index c1) {
+      for (Index c = c0; c < c1; c += W) {
+        const B v = B::load_unaligned(x + c);
+        in_range = in_range && (simd::abs(v) <= limit);
+        vmax = simd::max(vmax, v);
+      }
+    };
+    sweep1(0, y_chunk);
+    if (y_chunk < C_vec) {
+      const B v = B::load_unaligned(x + y_chunk);
       in_range = in_range && (simd::abs(v) <= limit);
-      vmax = simd::max(vmax, c == y_chunk ? simd::select(iota == B(T(y - c)), B(neg_inf), v) : v);
+      vmax = simd::max(vmax, simd::select(iota == B(T(y - y_chunk)), B(neg_inf), v));
+      sweep1(y_chunk + W, C_vec);
     }
-    T X = simd::hmax(vmax);
-    for (Index c = C_vec; c < C; ++c) {
-      ok &= std::abs(x[c]) <= k.limit;
-      if (c != y && x[c] > X) X = x[c];
+    if (C_vec < C) {  // the last C % W classes: one masked load, padded with 0
+      const Index rem = C - C_vec;
+      const B v = simd::load_partial(x + C_vec, rem, T(0));
+      in_range = in_range && (simd::abs(v) <= limit);
+      vmax = simd::max(vmax, simd::select((iota < B(T(rem))) && (iota != B(T(y - C_vec))), v, B(neg_inf)));
     }
+    r.X = simd::hmax(vmax);
     ok &= simd::all(in_range);
-    const T xy = x[y];
+    r.xy = x[y];
+  };
 
-    T row_value = T(0);
-    RowTerm<T> parts[kMaxTerms];
-    bool any_smooth = false;
+  // phase 2: per term, the reference class k of its exponents: the target if its adjusted logit
+  // is the row maximum, else the largest non-target (X for terms without a and b, else found by
+  // one more sweep)
+  auto reference = [&](Row& r) {
+    const T* x = r.x;
+    const Index y = r.y;
+    const Index y_chunk = y < C_vec ? y - y % W : C_vec;
     for (int t = 0; t < k.n_terms; ++t) {
       const TermParams<T>& p = k.terms[t];
-      any_smooth |= p.smooth != T(0);
       const T my = p.m ? p.m[y] : T(0);
       const T ay = p.a ? p.a[y] : T(1), by = p.b ? p.b[y] : T(0);
-      const T ax_y = ay * xy;
-      // the reference class k of the exponents z_c - z_k: the target if its adjusted logit is the
-      // row maximum, else the largest non-target (X for terms without a and b, else found below)
-      T ax_k = X, b_k = T(0);
+      const T ax_y = ay * r.xy;
+      T ax_k = r.X, b_k = T(0);
       if (p.a || p.b) {
         // max over c != y of s a_c x_c + b_c, and its class (the lowest of equal maxima)
         const B s(p.s);
@@ -133,86 +259,78 @@ bool rows_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, T
         b_k = p.b ? p.b[top] : T(0);
       }
       const bool y_ref = p.s * (ax_y - my) + by >= p.s * ax_k + b_k;
-      const T ax_ref = y_ref ? ax_y : ax_k, b_ref = y_ref ? by : b_k, delta = y_ref ? my : T(0);
-      // sweep 2: e_c = exp(z_c - z_k) = exp(s ((a_c x_c - ax_ref) + delta) + (b_c - b_ref)) for
-      // c != y; `others` = their sum. When a non-target is the reference, its own e = 1 (exactly)
-      // is in `others`. The gradient sweep gets a_c e_c.
-      B sum(T(0)), wd(T(0));
-      const B s(p.s), ref(ax_ref), dv(delta), bref(b_ref);
-      T* e_out = scratch + t * C;
-      auto exponent = [&](const B& v, Index c) {
-        if (!p.a && !p.b) return s * ((v - ref) + dv);
-        const B av = p.a ? B::load_unaligned(p.a + c) * v : v;
-        const B d = s * ((av - ref) + dv);
-        return p.b ? d + (B::load_unaligned(p.b + c) - bref) : d;
-      };
-      for (Index c = 0; c < C_vec; c += W) {
-        const B d = exponent(B::load_unaligned(x + c), c);
-        const B e = simd::fast_exp(d);
-        if (c == y_chunk) {
-          const auto not_y = iota != B(T(y - c));
-          sum += simd::select(not_y, e, B(T(0)));
-          if (p.smooth != T(0)) wd += simd::select(not_y, p.w ? B::load_unaligned(p.w + c) * d : d, B(T(0)));
-        } else {
-          sum += e;
-          if (p.smooth != T(0)) wd += p.w ? B::load_unaligned(p.w + c) * d : d;
-        }
-        if (g) (p.a ? B::load_unaligned(p.a + c) * e : e).store_unaligned(e_out + c);
-      }
-      if (C_vec < C) {  // the last C % W classes: one padded vector (scalar exps cost far more)
-        const Index rem = C - C_vec;
-        auto tail = [&](const T* v, T pad) { return simd::lanes_from<T>([&](Index j) { return j < rem ? v[C_vec + j] : pad; }); };
-        const B v = tail(x, ax_ref);
-        const B av = p.a ? tail(p.a, T(1)) * v : v;
-        const B d = p.b ? s * ((av - ref) + dv) + (tail(p.b, T(0)) - bref) : s * ((av - ref) + dv);
-        const B e = simd::fast_exp(d);
-        const auto keep = (iota < B(T(rem))) && (iota + B(T(C_vec)) != yv);
-        sum += simd::select(keep, e, B(T(0)));
-        if (p.smooth != T(0)) wd += simd::select(keep, p.w ? tail(p.w, T(0)) * d : d, B(T(0)));
-        if (g) {
-          alignas(64) T lanes[W];
-          (p.a ? tail(p.a, T(1)) * e : e).store_aligned(lanes);
-          for (Index j = 0; j < rem; ++j) e_out[C_vec + j] = lanes[j];
-        }
-      }
-      const T others = simd::hadd(sum);
-      T dy = T(0), e_y = T(1), rest = others;
-      if (!y_ref) {
-        dy = math::adjusted_difference(ax_y, ax_k, my, T(0), by, b_k, p.s);
+      r.refs[t] = {ax_k, b_k, y_ref ? ax_y : ax_k, y_ref ? by : b_k, y_ref ? my : T(0), y_ref};
+    }
+  };
+
+  // phase 3, sweep 2: e_c = exp(z_c - z_k) for c != y, summed into `others` (when a non-target
+  // is the reference, its own e = 1, exactly, is in it); a_c e_c kept for the gradient sweep.
+  // LMF's two terms in one sweep.
+  const bool grad = k.grad != nullptr;
+  auto exps = [&](Row& r) {
+    if (plain && k.n_terms == 2) {
+      (grad ? exp_sweep<2, true, true, T> : exp_sweep<2, true, false, T>)(k.terms, r.refs, r.x, C, r.y, r.e, r.others, r.wd_sum);
+      return;
+    }
+    const auto sweep = plain ? (grad ? exp_sweep<1, true, true, T> : exp_sweep<1, true, false, T>)
+                             : (grad ? exp_sweep<1, false, true, T> : exp_sweep<1, false, false, T>);
+    for (int t = 0; t < k.n_terms; ++t)
+      sweep(k.terms + t, r.refs + t, r.x, C, r.y, r.e + t * C, r.others + t, r.wd_sum + t);
+  };
+
+  // phase 4: the per-row epilogue, scalar: each term's value, sum and gradient factors
+  auto epilogue = [&](Row& r) {
+    const Index y = r.y;
+    T row_value = T(0);
+    for (int t = 0; t < k.n_terms; ++t) {
+      const TermParams<T>& p = k.terms[t];
+      const T my = p.m ? p.m[y] : T(0);
+      const T ay = p.a ? p.a[y] : T(1), by = p.b ? p.b[y] : T(0);
+      T dy = T(0), e_y = T(1), rest = r.others[t];
+      if (!r.refs[t].y_ref) {
+        dy = math::adjusted_difference(ay * r.xy, r.refs[t].ax_k, my, T(0), by, r.refs[t].b_k, p.s);
         e_y = std::exp(dy);
-        rest = (others - T(1)) + e_y;  // others >= 1 here; see docs/math.md on its accuracy
+        rest = (r.others[t] - T(1)) + e_y;  // others >= 1 here; see docs/math.md on its accuracy
       }
       const T wy = p.w ? p.w[y] : T(1);
-      const T wd_row = p.smooth != T(0) ? simd::hadd(wd) + wy * dy : T(0);
-      parts[t] = finish_row(p, wy, rest, others, dy, e_y, wd_row);
-      parts[t].g_target *= ay;
-      sums[t] += parts[t].contribution;
-      if (k.row_values) row_value += k.term_weights[t] * parts[t].value;
+      const T wd_row = p.smooth != T(0) ? r.wd_sum[t] + wy * dy : T(0);
+      r.parts[t] = finish_row(p, wy, rest, r.others[t], dy, e_y, wd_row);
+      r.parts[t].g_target *= ay;
+      sums[t] += r.parts[t].contribution;
+      if (k.row_values) row_value += k.term_weights[t] * r.parts[t].value;
     }
-    if (k.row_values) k.row_values[i * k.row_values_stride] = row_value;
-    if (!g) continue;
+    if (k.row_values) k.row_values[r.i * k.row_values_stride] = row_value;
+  };
 
-    // sweep 3: the gradient sum_t k_t a_c e_{t,c} (scratch holds a_c e_{t,c}), minus label
-    // smoothing's (eps / C) s a_c w_c
+  // phase 5, sweep 3: the gradient sum_t k_t a_c e_{t,c} (scratch holds a_c e_{t,c}), minus label
+  // smoothing's (eps / C) s a_c w_c; the target entry from its exact formula
+  auto write = [&](const Row& r) {
+    T* g = r.g;
+    const T* e0 = r.e;
+    const RowTerm<T>* parts = r.parts;
     if (k.n_terms == 1) {
       const B k0(parts[0].k);
-      for (Index c = 0; c < C_vec; c += W) (k0 * B::load_unaligned(scratch + c)).store_unaligned(g + c);
-      for (Index c = C_vec; c < C; ++c) g[c] = parts[0].k * scratch[c];
+      for (Index c = 0; c < C_vec; c += W) (k0 * B::load_unaligned(e0 + c)).store_unaligned(g + c);
+      if (C_vec < C) simd::store_partial(k0 * simd::load_partial(e0 + C_vec, C - C_vec, T(0)), g + C_vec, C - C_vec);
     } else if (k.n_terms == 2) {
       const B k0(parts[0].k), k1(parts[1].k);
-      const T* e1 = scratch + C;
+      const T* e1 = e0 + C;
       for (Index c = 0; c < C_vec; c += W)
-        simd::fma(k1, B::load_unaligned(e1 + c), k0 * B::load_unaligned(scratch + c)).store_unaligned(g + c);
-      for (Index c = C_vec; c < C; ++c) g[c] = parts[0].k * scratch[c] + parts[1].k * e1[c];
+        simd::fma(k1, B::load_unaligned(e1 + c), k0 * B::load_unaligned(e0 + c)).store_unaligned(g + c);
+      if (C_vec < C) {
+        const Index rem = C - C_vec;
+        simd::store_partial(simd::fma(k1, simd::load_partial(e1 + C_vec, rem, T(0)), k0 * simd::load_partial(e0 + C_vec, rem, T(0))),
+                            g + C_vec, rem);
+      }
     } else {
       for (Index c = 0; c < C_vec; c += W) {
-        B acc = B(parts[0].k) * B::load_unaligned(scratch + c);
-        for (int t = 1; t < k.n_terms; ++t) acc = simd::fma(B(parts[t].k), B::load_unaligned(scratch + t * C + c), acc);
+        B acc = B(parts[0].k) * B::load_unaligned(e0 + c);
+        for (int t = 1; t < k.n_terms; ++t) acc = simd::fma(B(parts[t].k), B::load_unaligned(e0 + t * C + c), acc);
         acc.store_unaligned(g + c);
       }
       for (Index c = C_vec; c < C; ++c) {
-        T acc = parts[0].k * scratch[c];
-        for (int t = 1; t < k.n_terms; ++t) acc += parts[t].k * scratch[t * C + c];
+        T acc = parts[0].k * e0[c];
+        for (int t = 1; t < k.n_terms; ++t) acc += parts[t].k * e0[t * C + c];
         g[c] = acc;
       }
     }
@@ -231,7 +349,34 @@ bool rows_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, T
     }
     T gy = T(0);
     for (int t = 0; t < k.n_terms; ++t) gy += parts[t].g_target;
-    g[y] = gy;
+    g[r.y] = gy;
+  };
+
+  Row rows[2];
+  T* const e[2] = {scratch, scratch + rows_scratch_size(C, k.n_terms) / 2};
+  Index i = begin;
+  for (; i + 1 < end; i += 2) {
+    scan(rows[0], i, e[0]);
+    scan(rows[1], i + 1, e[1]);
+    for (Row& r : rows)
+      if (r.y >= 0) reference(r);
+    for (Row& r : rows)
+      if (r.y >= 0) exps(r);
+    for (Row& r : rows)
+      if (r.y >= 0) epilogue(r);
+    if (grad)
+      for (const Row& r : rows)
+        if (r.y >= 0) write(r);
+  }
+  if (i < end) {
+    Row& r = rows[0];
+    scan(r, i, e[0]);
+    if (r.y >= 0) {
+      reference(r);
+      exps(r);
+      epilogue(r);
+      if (grad) write(r);
+    }
   }
   return ok;
 }

@@ -245,6 +245,11 @@ inline batch<double> fms(const batch<double>& a, const batch<double>& b, const b
   return batch<double>(_mm512_fmsub_pd(a.v, b.v, c.v));
 }
 inline batch<float> sqrt(const batch<float>& x) { return batch<float>(_mm512_sqrt_ps(x.v)); }
+// maxps/minps themselves (the ?: form above compiles to a compare and a blend on AVX-512)
+inline batch<float> max(const batch<float>& a, const batch<float>& b) { return batch<float>(_mm512_max_ps(a.v, b.v)); }
+inline batch<double> max(const batch<double>& a, const batch<double>& b) { return batch<double>(_mm512_max_pd(a.v, b.v)); }
+inline batch<float> min(const batch<float>& a, const batch<float>& b) { return batch<float>(_mm512_min_ps(a.v, b.v)); }
+inline batch<double> min(const batch<double>& a, const batch<double>& b) { return batch<double>(_mm512_min_pd(a.v, b.v)); }
 inline batch<double> sqrt(const batch<double>& x) { return batch<double>(_mm512_sqrt_pd(x.v)); }
 inline int movemask(const mask<float>& m) {
   return int(_mm512_cmpneq_epi32_mask(__m512i(m.v), _mm512_setzero_si512()));
@@ -263,6 +268,27 @@ inline double hadd(const batch<double>& x) {
   const __m128d q = _mm_add_pd(_mm256_castpd256_pd128(h), _mm256_extractf128_pd(h, 1));
   return _mm_cvtsd_f64(_mm_add_sd(q, _mm_unpackhi_pd(q, q)));
 }
+inline float hmax(const batch<float>& x) {
+  const __m256 h = _mm256_max_ps(_mm512_castps512_ps256(x.v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x.v), 1)));
+  const __m128 q = _mm_max_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+  const __m128 p = _mm_max_ps(q, _mm_movehl_ps(q, q));
+  return _mm_cvtss_f32(_mm_max_ss(p, _mm_shuffle_ps(p, p, 1)));
+}
+inline double hmax(const batch<double>& x) {
+  const __m256d h = _mm256_max_pd(_mm512_castpd512_pd256(x.v), _mm512_extractf64x4_pd(x.v, 1));
+  const __m128d q = _mm_max_pd(_mm256_castpd256_pd128(h), _mm256_extractf128_pd(h, 1));
+  return _mm_cvtsd_f64(_mm_max_sd(q, _mm_unpackhi_pd(q, q)));
+}
+/// The first n lanes (0 <= n <= size) from p, the others pad; masked lanes are not read.
+inline batch<float> load_partial(const float* p, Index n, float pad) {
+  return batch<float>(_mm512_mask_loadu_ps(_mm512_set1_ps(pad), __mmask16((1u << n) - 1), p));
+}
+inline batch<double> load_partial(const double* p, Index n, double pad) {
+  return batch<double>(_mm512_mask_loadu_pd(_mm512_set1_pd(pad), __mmask8((1u << n) - 1), p));
+}
+/// Stores the first n lanes of x to p; the memory after them is not touched.
+inline void store_partial(const batch<float>& x, float* p, Index n) { _mm512_mask_storeu_ps(p, __mmask16((1u << n) - 1), x.v); }
+inline void store_partial(const batch<double>& x, double* p, Index n) { _mm512_mask_storeu_pd(p, __mmask8((1u << n) - 1), x.v); }
 #elif LMF_SIMD_BYTES == 32
 inline batch<float> fma(const batch<float>& a, const batch<float>& b, const batch<float>& c) {
   return batch<float>(_mm256_fmadd_ps(a.v, b.v, c.v));
@@ -277,6 +303,11 @@ inline batch<double> fms(const batch<double>& a, const batch<double>& b, const b
   return batch<double>(_mm256_fmsub_pd(a.v, b.v, c.v));
 }
 inline batch<float> sqrt(const batch<float>& x) { return batch<float>(_mm256_sqrt_ps(x.v)); }
+// maxps/minps themselves (the ?: form above compiles to a compare and a blend on AVX-512)
+inline batch<float> max(const batch<float>& a, const batch<float>& b) { return batch<float>(_mm256_max_ps(a.v, b.v)); }
+inline batch<double> max(const batch<double>& a, const batch<double>& b) { return batch<double>(_mm256_max_pd(a.v, b.v)); }
+inline batch<float> min(const batch<float>& a, const batch<float>& b) { return batch<float>(_mm256_min_ps(a.v, b.v)); }
+inline batch<double> min(const batch<double>& a, const batch<double>& b) { return batch<double>(_mm256_min_pd(a.v, b.v)); }
 inline batch<double> sqrt(const batch<double>& x) { return batch<double>(_mm256_sqrt_pd(x.v)); }
 inline int movemask(const mask<float>& m) { return _mm256_movemask_ps(__m256(m.v)); }
 inline int movemask(const mask<double>& m) { return _mm256_movemask_pd(__m256d(m.v)); }
@@ -289,6 +320,32 @@ inline double hadd(const batch<double>& x) {
   const __m128d q = _mm_add_pd(_mm256_castpd256_pd128(x.v), _mm256_extractf128_pd(x.v, 1));
   return _mm_cvtsd_f64(_mm_add_sd(q, _mm_unpackhi_pd(q, q)));
 }
+inline float hmax(const batch<float>& x) {
+  const __m128 q = _mm_max_ps(_mm256_castps256_ps128(x.v), _mm256_extractf128_ps(x.v, 1));
+  const __m128 p = _mm_max_ps(q, _mm_movehl_ps(q, q));
+  return _mm_cvtss_f32(_mm_max_ss(p, _mm_shuffle_ps(p, p, 1)));
+}
+inline double hmax(const batch<double>& x) {
+  const __m128d q = _mm_max_pd(_mm256_castpd256_pd128(x.v), _mm256_extractf128_pd(x.v, 1));
+  return _mm_cvtsd_f64(_mm_max_sd(q, _mm_unpackhi_pd(q, q)));
+}
+/// AVX2's maskload/maskstore: lanes whose mask is clear are neither read nor written.
+inline __m256i first_lanes32(Index n) {  // lane j of 8 all ones for j < n
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+inline __m256i first_lanes64(Index n) {
+  return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
+}
+inline batch<float> load_partial(const float* p, Index n, float pad) {
+  const __m256i m = first_lanes32(n);
+  return batch<float>(_mm256_blendv_ps(_mm256_set1_ps(pad), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m)));
+}
+inline batch<double> load_partial(const double* p, Index n, double pad) {
+  const __m256i m = first_lanes64(n);
+  return batch<double>(_mm256_blendv_pd(_mm256_set1_pd(pad), _mm256_maskload_pd(p, m), _mm256_castsi256_pd(m)));
+}
+inline void store_partial(const batch<float>& x, float* p, Index n) { _mm256_maskstore_ps(p, first_lanes32(n), x.v); }
+inline void store_partial(const batch<double>& x, double* p, Index n) { _mm256_maskstore_pd(p, first_lanes64(n), x.v); }
 #else  // 16 bytes: SSE2, FMA where the program's flags enable it
 inline batch<float> fma(const batch<float>& a, const batch<float>& b, const batch<float>& c) {
 #if defined(__FMA__)
@@ -319,6 +376,11 @@ inline batch<double> fms(const batch<double>& a, const batch<double>& b, const b
 #endif
 }
 inline batch<float> sqrt(const batch<float>& x) { return batch<float>(_mm_sqrt_ps(x.v)); }
+// maxps/minps themselves (the ?: form above compiles to a compare and a blend on AVX-512)
+inline batch<float> max(const batch<float>& a, const batch<float>& b) { return batch<float>(_mm_max_ps(a.v, b.v)); }
+inline batch<double> max(const batch<double>& a, const batch<double>& b) { return batch<double>(_mm_max_pd(a.v, b.v)); }
+inline batch<float> min(const batch<float>& a, const batch<float>& b) { return batch<float>(_mm_min_ps(a.v, b.v)); }
+inline batch<double> min(const batch<double>& a, const batch<double>& b) { return batch<double>(_mm_min_pd(a.v, b.v)); }
 inline batch<double> sqrt(const batch<double>& x) { return batch<double>(_mm_sqrt_pd(x.v)); }
 inline int movemask(const mask<float>& m) { return _mm_movemask_ps(__m128(m.v)); }
 inline int movemask(const mask<double>& m) { return _mm_movemask_pd(__m128d(m.v)); }
@@ -327,6 +389,11 @@ inline float hadd(const batch<float>& x) {
   return _mm_cvtss_f32(_mm_add_ss(p, _mm_shuffle_ps(p, p, 1)));
 }
 inline double hadd(const batch<double>& x) { return _mm_cvtsd_f64(_mm_add_sd(x.v, _mm_unpackhi_pd(x.v, x.v))); }
+inline float hmax(const batch<float>& x) {
+  const __m128 p = _mm_max_ps(x.v, _mm_movehl_ps(x.v, x.v));
+  return _mm_cvtss_f32(_mm_max_ss(p, _mm_shuffle_ps(p, p, 1)));
+}
+inline double hmax(const batch<double>& x) { return _mm_cvtsd_f64(_mm_max_sd(x.v, _mm_unpackhi_pd(x.v, x.v))); }
 #endif
 template <class T>
 bool all(const mask<T>& m) {
@@ -358,6 +425,12 @@ T hadd(const batch<T>& x) {
   return s;
 }
 template <class T>
+T hmax(const batch<T>& x) {
+  T m = x.v[0];
+  for (std::size_t j = 1; j < batch<T>::size; ++j) m = x.v[j] > m ? x.v[j] : m;
+  return m;
+}
+template <class T>
 bool all(const mask<T>& m) {
   bool r = true;
   for (std::size_t j = 0; j < batch<T>::size; ++j) r &= m.v[j] != 0;
@@ -368,6 +441,21 @@ bool any(const mask<T>& m) {
   bool r = false;
   for (std::size_t j = 0; j < batch<T>::size; ++j) r |= m.v[j] != 0;
   return r;
+}
+#endif
+
+#if !((defined(__x86_64__) || defined(__i386__)) && LMF_SIMD_BYTES >= 32)
+/// The first n lanes (0 <= n <= size) from p, the others pad; 16-byte sets have no masked load.
+template <class T>
+batch<T> load_partial(const T* p, Index n, T pad) {
+  batch<T> r(pad);
+  for (Index j = 0; j < n; ++j) r.v[j] = p[j];
+  return r;
+}
+/// Stores the first n lanes of x to p; the memory after them is not touched.
+template <class T>
+void store_partial(const batch<T>& x, T* p, Index n) {
+  for (Index j = 0; j < n; ++j) p[j] = x.v[j];
 }
 #endif
 
@@ -414,26 +502,25 @@ inline batch<double> round_nearest(const batch<double>& x) {
 #endif
 }
 
-/// n = x rounded to the nearest integer, for |x| < 2^22 (float) or 2^51 (double); `bits`
-/// receives the bits of n + 1.5 * 2^23 (2^52), whose low mantissa bits are n (no float-to-int
-/// conversion: xsimd's was undefined behaviour on out-of-range values).
-inline batch<float> round_small(const batch<float>& x, batch<std::int32_t>& bits) {
-  const batch<float> n = round_nearest(x);
-  bits = bitwise_cast<batch<std::int32_t>>(n + batch<float>(12582912.0f));  // exact: n is an integer
-  return n;
+/// y * 2^n for integer-valued n with 2^n a normal number (fast_exp's last step): AVX-512's
+/// scalef, one instruction; elsewhere 2^n is built in the exponent bits of n + 1.5 * 2^23
+/// (2^52), whose low mantissa bits are n (exact: n is an integer; no float-to-int conversion,
+/// which is undefined behaviour on out-of-range values). The same product either way.
+inline batch<float> times_pow2(const batch<float>& y, const batch<float>& n) {
+#if (defined(__x86_64__) || defined(__i386__)) && LMF_SIMD_BYTES == 64
+  return batch<float>(_mm512_scalef_ps(y.v, n.v));
+#else
+  const auto bits = bitwise_cast<batch<std::int32_t>>(n + batch<float>(12582912.0f));
+  return y * bitwise_cast<batch<float>>((bits - batch<std::int32_t>(0x4b400000 - 127)) << 23);
+#endif
 }
-inline batch<double> round_small(const batch<double>& x, batch<std::int64_t>& bits) {
-  const batch<double> n = round_nearest(x);
-  bits = bitwise_cast<batch<std::int64_t>>(n + batch<double>(6755399441055744.0));
-  return n;
-}
-
-/// 2^n as a float (double) from round_small's bits of n, for n in the normal exponent range.
-inline batch<float> pow2_from_round_bits(const batch<std::int32_t>& bits) {
-  return bitwise_cast<batch<float>>((bits - batch<std::int32_t>(0x4b400000 - 127)) << 23);
-}
-inline batch<double> pow2_from_round_bits(const batch<std::int64_t>& bits) {
-  return bitwise_cast<batch<double>>((bits - batch<std::int64_t>(std::int64_t(0x4338000000000000) - 1023)) << 52);
+inline batch<double> times_pow2(const batch<double>& y, const batch<double>& n) {
+#if (defined(__x86_64__) || defined(__i386__)) && LMF_SIMD_BYTES == 64
+  return batch<double>(_mm512_scalef_pd(y.v, n.v));
+#else
+  const auto bits = bitwise_cast<batch<std::int64_t>>(n + batch<double>(6755399441055744.0));
+  return y * bitwise_cast<batch<double>>((bits - batch<std::int64_t>(std::int64_t(0x4338000000000000) - 1023)) << 52);
+#endif
 }
 
 }  // namespace simd

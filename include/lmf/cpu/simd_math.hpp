@@ -27,23 +27,12 @@ batch<T> lanes_from(F&& f) {
   return detail_lanes::make<T>(f, std::make_index_sequence<batch<T>::size>());
 }
 
-/// Largest lane of v.
-template <class T>
-T hmax(const batch<T>& v) {
-  alignas(64) T tmp[batch<T>::size];
-  v.store_aligned(tmp);
-  T m = tmp[0];
-  for (std::size_t j = 1; j < batch<T>::size; ++j) m = tmp[j] > m ? tmp[j] : m;
-  return m;
-}
-
-/// Clamps x into [lo, hi]; NaN goes to lo. (max/min pass a NaN through, and a NaN or
-/// out-of-range value must never reach the float-to-int conversion of fast_exp: that is
-/// undefined behaviour, and UBSan aborts on it where the conversion is scalar, e.g. SSE2 double.)
+/// Clamps x into [lo, hi]; NaN goes to lo (simd::max returns its second operand where either is
+/// NaN, as maxps does). Two instructions; a NaN or out-of-range value never reaches fast_exp's
+/// exponent arithmetic.
 template <class T>
 batch<T> clamp_nan_low(const batch<T>& x, T lo, T hi) {
-  const batch<T> low(lo);
-  return min(select(x >= low, x, low), batch<T>(hi));  // x >= lo is false for NaN
+  return min(max(x, batch<T>(lo)), batch<T>(hi));  // max gives its second operand for NaN
 }
 
 /// exp(x) for the kernels' exponents z_c - z_k (<= 0 up to rounding): Cody-Waite reduction
@@ -52,12 +41,11 @@ batch<T> clamp_nan_low(const batch<T>& x, T lo, T hi) {
 /// Arguments are clamped to [log(smallest normal), log(largest finite) - 1] (NaN to the low
 /// end), so results are never subnormal, infinite or NaN: exp(-1000) gives 1e-38 in float, not 0
 /// (it is added to a sum >= 1, where it changes nothing), and exp(+1000) a large finite number.
-/// n is rounded by round_small (simd_layer.hpp), whose bits of n + 1.5 * 2^23 (2^52) give 2^n.
+/// n is rounded by round_nearest and 2^n applied by times_pow2 (simd_layer.hpp): scalef on AVX-512.
 inline batch<float> fast_exp(batch<float> x) {
   using B = batch<float>;
   x = clamp_nan_low(x, -87.33f, 87.0f);
-  batch<std::int32_t> n_bits;
-  const B n = round_small(x * B(1.44269504088896341f), n_bits);
+  const B n = round_nearest(x * B(1.44269504088896341f));
   B r = fma(n, B(-0.693359375f), x);
   r = fma(n, B(2.12194440e-4f), r);
   B y = B(1.9875691500e-4f);
@@ -67,14 +55,13 @@ inline batch<float> fast_exp(batch<float> x) {
   y = fma(y, r, B(1.6666665459e-1f));
   y = fma(y, r, B(5.0000001201e-1f));
   y = fma(y, r * r, r + B(1.0f));
-  return y * pow2_from_round_bits(n_bits);
+  return times_pow2(y, n);
 }
 
 inline batch<double> fast_exp(batch<double> x) {
   using B = batch<double>;
   x = clamp_nan_low(x, -708.39, 708.0);
-  batch<std::int64_t> n_bits;
-  const B n = round_small(x * B(1.4426950408889634074), n_bits);
+  const B n = round_nearest(x * B(1.4426950408889634074));
   B r = fma(n, B(-6.93145751953125e-1), x);
   r = fma(n, B(-1.42860682030941723212e-6), r);
   // Taylor series of e^r to r^12: the remainder is below 2e-16 for |r| <= ln2 / 2
@@ -90,7 +77,7 @@ inline batch<double> fast_exp(batch<double> x) {
   y = fma(y, r, B(1.0 / 6.0));
   y = fma(y, r, B(0.5));
   y = fma(y, r * r, r + B(1.0));
-  return y * pow2_from_round_bits(n_bits);
+  return times_pow2(y, n);
 }
 
 /// a * b + c: one fma on batches; on scalars a multiply and an add (std::fma would be a slow
