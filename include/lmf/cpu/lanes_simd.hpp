@@ -131,6 +131,11 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
   // Per-lane partial sums in registers (adding into sums[] row by row would chain every add
   // through memory); lanes are added in lane order at the end: a fixed order.
   alignas(64) Accum lane_sums[kMaxTerms][R] = {};
+  using DB = simd::batch<Accum>;  // R lanes of doubles: R / DW vectors per term
+  constexpr Index DW = simd::width<Accum>();
+  DB lane_acc[kMaxTerms][R / DW];
+  for (auto& term : lane_acc)
+    for (DB& v : term) v = DB(Accum(0));
   Index i0 = begin;
   for (; i0 + R <= end; i0 += R) {
     // where the R rows are, their labels (-1 for ignored rows: no class matches)
@@ -191,25 +196,31 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
       const TermParams<T>& p = k.terms[t];
       const B s(p.s);
       const bool adjusted = p.a || p.b;
-      B my[G], wy[G], gw[G], ax_ref[G], b_ref[G], ay[G], ax_k[G], b_k[G], delta[G], sum[G], zeros[G], e_y[G], wd[G];
+      B my[G], wy[G], gw[G], ax_ref[G], b_ref[G], ay[G], ax_k[G], b_k[G], delta[G], sum[G], e_y[G], wd[G];
       M y_ref[G];
       // per lane: w_y * value_scale (double, for the sums) and T(w_y * grad_scale) (see TermParams)
+      // (without class weights: one number for every counted lane, applied as a vector)
+      const Accum w_const = p.weight_scale * p.value_scale;
+      const bool per_lane_w = p.w || p.smooth != T(0);
       alignas(64) Accum wv[R];
+      const B gw_const(static_cast<T>(p.weight_scale * p.grad_scale * Accum(p.one_minus_eps)));
       for (Index g = 0; g < G; ++g) {
         const Index* yl = ylane + g * W;
-        for (Index j = 0; j < W; ++j)
-          wv[g * W + j] = yl[j] < 0 ? Accum(0) : ((p.w ? Accum(p.w[yl[j]]) : Accum(1)) * p.weight_scale) * p.value_scale;
+        if (per_lane_w)
+          for (Index j = 0; j < W; ++j)
+            wv[g * W + j] = yl[j] < 0 ? Accum(0) : ((p.w ? Accum(p.w[yl[j]]) : Accum(1)) * p.weight_scale) * p.value_scale;
         my[g] = p.m ? simd::lanes_from<T>([&](Index j) { return yl[j] >= 0 ? p.m[yl[j]] : T(0); }) : zero;
         wy[g] = p.w ? simd::lanes_from<T>([&](Index j) { return yl[j] >= 0 ? p.w[yl[j]] : T(1); }) : one;
-        gw[g] = simd::lanes_from<T>([&](Index j) {
-          return static_cast<T>(((p.w && yl[j] >= 0 ? Accum(p.w[yl[j]]) : Accum(1)) * p.weight_scale) * p.grad_scale *
+        gw[g] = p.w ? simd::lanes_from<T>([&](Index j) {
+          return static_cast<T>(((yl[j] >= 0 ? Accum(p.w[yl[j]]) : Accum(1)) * p.weight_scale) * p.grad_scale *
                                 Accum(p.one_minus_eps));
-        });
+        })
+                    : gw_const;
         ay[g] = p.a ? simd::lanes_from<T>([&](Index j) { return yl[j] >= 0 ? p.a[yl[j]] : T(1); }) : one;
         const B by = p.b ? simd::lanes_from<T>([&](Index j) { return yl[j] >= 0 ? p.b[yl[j]] : T(0); }) : zero;
         ax_k[g] = X[g];
         b_k[g] = zero;
-        sum[g] = zeros[g] = wd[g] = zero;
+        sum[g] = wd[g] = zero;
         e_y[g] = one;
         if (!adjusted) continue;
         // the largest non-target s a_c x_c + b_c per lane, with its a_c x_c and b_c
@@ -252,9 +263,7 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
             B dexp = s * (((has_a ? ac * v : v) - ax_ref[g]) + (delta[g] - simd::select(is_y, my[g], zero)));
             if (has_b) dexp += bc - b_ref[g];
             const B e = simd::fast_exp(dexp);
-            const M is_zero = dexp == zero;
-            sum[g] += simd::select(!is_y && !is_zero, e, zero);
-            zeros[g] += simd::select(!is_y && is_zero, one, zero);
+            sum[g] += simd::select(!is_y, e, zero);  // the reference's own e = 1 included
             e_y[g] = simd::select(is_y, e, e_y[g]);
             if (smooth) wd[g] = simd::fma(wc, dexp, wd[g]);
             if (grad) (has_a ? ac * e : e).store_aligned(e_out + c * R + g * W);
@@ -276,13 +285,13 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
         if (p.b) dy += simd::lanes_from<T>([&](Index j) { return ylane[g * W + j] >= 0 ? p.b[ylane[g * W + j]] : T(0); }) - b_k[g];
         dy = simd::select(y_ref[g], zero, dy);
         // others = sum over c != y of exp(z_c - z_k) (>= 1 unless the target is the reference)
-        const B others = sum[g] + zeros[g];
+        const B others = sum[g];
         const B rest = simd::select(y_ref[g], others, (others - one) + ey);
         const B inv = one / (one + rest);
         const B l = simd::max(simd::log1p_pos(rest, inv) - dy, zero);
         B phi, derivative;
         bool inside_in_double = false;  // w_y l overflowed T in some lane: phi(w_y l) in double
-        alignas(64) Accum inside[W];
+        alignas(64) Accum inside[W] = {};  // (zeroed: GCC 12 cannot see it is read only when written)
         if (p.weight_inside) {  // LDAM-DRW's focal: phi(w_y l), p = exp(-w_y l)
           const B u = wy[g] * l;
           if (simd::all(u <= B(std::numeric_limits<T>::max()))) {
@@ -322,10 +331,21 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
           for (Index j = 0; j < W; ++j)
             lane_sums[t][g * W + j] += wv[g * W + j] * Accum(p.one_minus_eps) * Accum(ls[j]) +
                                        (ylane[g * W + j] >= 0 ? (p.weight_scale * p.value_scale) * Accum(p.smooth) * Accum(qs[j]) : Accum(0));
-        } else {
+        } else if (p.w) {
           value = wy[g] * phi;
           phi.store_aligned(phis);
           for (Index j = 0; j < W; ++j) lane_sums[t][g * W + j] += wv[g * W + j] * static_cast<Accum>(phis[j]);
+        } else {  // the same products w_const * phi, in double vectors (ignored lanes add 0)
+          value = phi;
+          const B counted_phi = simd::select(counted[g], phi, zero);
+          if constexpr (std::is_same<T, float>::value) {
+            DB lo, hi;
+            simd::widen(counted_phi, lo, hi);
+            lane_acc[t][2 * g] += lo * DB(w_const);
+            lane_acc[t][2 * g + 1] += hi * DB(w_const);
+          } else {
+            lane_acc[t][g] += counted_phi * DB(w_const);
+          }
         }
         row_value[g] += B(k.term_weights ? k.term_weights[t] : T(1)) * simd::select(counted[g], value, zero);
         const B coef = gw[g] * derivative * s;
@@ -380,8 +400,11 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
         for (Index j = 0; j < R; ++j) k.grad[goff[j] + c * gcs] = gtile[c * R + j];
     }
   }
-  for (int t = 0; t < k.n_terms; ++t)
-    for (Index j = 0; j < R; ++j) sums[t] += lane_sums[t][j];
+  for (int t = 0; t < k.n_terms; ++t) {
+    alignas(64) Accum acc[R];
+    for (Index v = 0; v < R / DW; ++v) lane_acc[t][v].store_aligned(acc + v * DW);
+    for (Index j = 0; j < R; ++j) sums[t] += lane_sums[t][j] + acc[j];  // one of the two is 0
+  }
   if (i0 < end) ok &= scalar_rows(k, i0, end, sums);
   return ok;
 }

@@ -203,6 +203,17 @@ inline batch<float> to_float(const batch<std::int32_t>& x) {
   return batch<float>(__builtin_convertvector(x.v, vec_traits<float>::type));
 }
 
+/// The lanes of a float batch as doubles: lanes 0 .. size/2 - 1 in lo, the others in hi (each a
+/// batch<double> of the same byte size). Exact.
+inline void widen(const batch<float>& x, batch<double>& lo, batch<double>& hi) {
+  typedef float half __attribute__((vector_size(LMF_SIMD_BYTES / 2)));
+  half l, h;
+  std::memcpy(&l, &x.v, sizeof l);
+  std::memcpy(&h, reinterpret_cast<const char*>(&x.v) + sizeof l, sizeof h);
+  lo = batch<double>(__builtin_convertvector(l, vec_traits<double>::type));
+  hi = batch<double>(__builtin_convertvector(h, vec_traits<double>::type));
+}
+
 /// A vector's bits as another vector type of the same size.
 template <class To, class From>
 To vector_cast(const From& v) {
