@@ -139,12 +139,22 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
   Index i0 = begin;
   for (; i0 + R <= end; i0 += R) {
     // where the R rows are, their labels (-1 for ignored rows: no class matches)
+    // (separate loops, so that the compiler vectorizes them; N x C layouts have no pixel index)
     Index xoff[R], goff[R], ylane[R];
+    if (lx.inner == 1) {
+      for (Index j = 0; j < R; ++j) xoff[j] = (i0 + j) * lx.sample_stride;
+    } else {
+      for (Index j = 0; j < R; ++j) xoff[j] = lx.row_offset(i0 + j);
+    }
+    if (!k.grad) {
+      for (Index j = 0; j < R; ++j) goff[j] = 0;
+    } else if (k.lg.inner == 1) {
+      for (Index j = 0; j < R; ++j) goff[j] = (i0 + j) * k.lg.sample_stride;
+    } else {
+      for (Index j = 0; j < R; ++j) goff[j] = k.lg.row_offset(i0 + j);
+    }
     for (Index j = 0; j < R; ++j) {
-      const Index i = i0 + j;
-      xoff[j] = lx.row_offset(i);
-      goff[j] = k.grad ? k.lg.row_offset(i) : 0;
-      const std::int64_t label = static_cast<std::int64_t>(k.labels[i * k.label_stride]);
+      const std::int64_t label = static_cast<std::int64_t>(k.labels[(i0 + j) * k.label_stride]);
       ylane[j] = label != k.ignore_index ? Index(label) : Index(-1);
     }
     // Lanes of ignored rows hold 0 in the tile: their logits may be read (one vector load covers
