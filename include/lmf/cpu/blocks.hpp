@@ -89,6 +89,29 @@ Kernel choose_kernel(const LossSpec<T>& spec, const Layout& lx, const Outputs<T>
   return lanes_ok ? Kernel::lanes : Kernel::scalar;
 }
 
+/// The rows kernel's validation pass (dispatch.hpp, step 4): X_i into X[0 .. rows) for every
+/// counted row (row_maxima), over the same blocks and threads as run_blocks. False if a counted
+/// row has a logit beyond k.limit; nothing is written but X.
+template <class T, class L>
+bool run_row_maxima(const KernelArgs<T, L>& k, int threads, T* X) {
+  const Index rows = k.lx.rows(), C = k.lx.classes;
+  const Index block = block_rows(C);
+  const Index blocks = (rows + block - 1) / block;
+  const Isa isa = active_isa();
+  bool ok = true;
+#if defined(_OPENMP)
+  const int team = rows * C >= kParallelMinLogits
+                       ? int(std::min<Index>(threads > 0 ? threads : omp_get_max_threads(), std::max<Index>(blocks, 1)))
+                       : 1;
+#pragma omp parallel for schedule(static) reduction(&& : ok) num_threads(team) if (team > 1)
+#else
+  (void)threads;
+#endif
+  for (Index b = 0; b < blocks; ++b)
+    ok = isa_row_maxima(isa, k, b * block, std::min(rows, (b + 1) * block), X) && ok;
+  return ok;
+}
+
 /// Whether any parameter of the pass is subnormal: then it runs without FTZ/DAZ (fp_env.hpp),
 /// which would read it as 0.
 template <class T, class L>

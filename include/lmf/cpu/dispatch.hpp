@@ -124,11 +124,22 @@ Status evaluate(const LossSpec<T>& spec, Reduction reduction, const T* x, const 
   if (options.totals)
     if (Status s = check_totals(spec, *options.totals, local); !s) return s;
 
-  // 4. logits, when something will be written
+  // 4. logits, when something will be written. For the rows kernel this pass also finds each
+  // row's largest non-target logit, which the kernel would otherwise sweep the row for again.
   const T limit = logit_limit(spec);
   const bool writes = out.grad != nullptr || out.row_values != nullptr;
-  if (writes)
+  const Kernel kernel = choose_kernel(spec, lx, out);
+  AlignedBuffer<T> row_max(writes && kernel == Kernel::rows ? lx.rows() : 0);
+  if (!row_max.ok()) return Status::error(message("cannot allocate the kernel's scratch buffers"));
+  if (row_max.data()) {
+    const KernelArgs<T, L> scan = kernel_args<T, L>(spec, x, lx, labels, label_stride, nullptr, nullptr, limit);
+    if (!run_row_maxima(scan, spec.threads, row_max.data())) {
+      Status s = find_bad_logit(spec, x, lx, labels, label_stride, limit, 0, lx.rows());
+      return s ? Status::error(message("non-finite logits")) : s;
+    }
+  } else if (writes) {
     if (Status s = check_logits(spec, x, lx, labels, label_stride, limit); !s) return s;
+  }
 
   // 5. batch-mean terms need their cross-entropy sums before any gradient is written
   std::array<Accum, kMaxTerms> means{};
@@ -147,8 +158,9 @@ Status evaluate(const LossSpec<T>& spec, Reduction reduction, const T* x, const 
   k.lg = out.lg;
   k.row_values = out.row_values;
   k.row_values_stride = out.row_values_stride;
+  k.row_max = row_max.data();
   std::array<Accum, kMaxTerms> sums{};
-  const BlockRun run = run_blocks(k, choose_kernel(spec, lx, out), spec.threads, sums);
+  const BlockRun run = run_blocks(k, kernel, spec.threads, sums);
   if (Status s = block_status(run, spec, x, lx, labels, label_stride, limit); !s) return s;
   value = static_cast<T>(plan_value(spec, totals, sums, options.totals == nullptr, own_means ? &means : nullptr));
   return {};

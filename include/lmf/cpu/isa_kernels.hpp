@@ -327,6 +327,11 @@ bool isa_lanes_simd(Isa isa, const KernelArgs<T, L>& k, Index begin, Index end, 
   LMF_ISA_DISPATCH(isa, lanes_simd(k, begin, end, sums, scratch));
 }
 
+template <class T, class L>
+bool isa_row_maxima(Isa isa, const KernelArgs<T, L>& k, Index begin, Index end, T* X) {
+  LMF_ISA_DISPATCH(isa, row_maxima(k, begin, end, X));
+}
+
 /// True if every element of [x, x + n) is within `limit`.
 template <class T>
 bool isa_all_within(const T* x, Index n, T limit) {

@@ -131,6 +131,57 @@ void exp_sweep(const TermParams<T>* p, const RowRef<T>* ref, const T* x, Index C
   }
 }
 
+/// Sweep 1 of a row: X = max_{c != y} x_c (-inf if C = 1), and whether |x_c| <= limit for all
+/// c. Only the chunk that holds the target and the last C % W classes need masks.
+template <class T>
+bool row_scan(const T* x, Index C, Index y, T lim, T& X) {
+  using B = simd::batch<T>;
+  constexpr Index W = simd::width<T>();
+  const Index C_vec = C - C % W;
+  alignas(64) T iota_arr[W];
+  for (Index j = 0; j < W; ++j) iota_arr[j] = T(j);
+  const B iota = B::load_aligned(iota_arr), limit(lim), neg_inf(-std::numeric_limits<T>::infinity());
+  const Index y_chunk = y < C_vec ? y - y % W : C_vec;
+  B vmax(neg_inf);
+  auto in_range = iota == iota;  // all true
+  auto sweep = [&](Index c0, Index c1) {
+    for (Index c = c0; c < c1; c += W) {
+      const B v = B::load_unaligned(x + c);
+      in_range = in_range && (simd::abs(v) <= limit);
+      vmax = simd::max(vmax, v);
+    }
+  };
+  sweep(0, y_chunk);
+  if (y_chunk < C_vec) {
+    const B v = B::load_unaligned(x + y_chunk);
+    in_range = in_range && (simd::abs(v) <= limit);
+    vmax = simd::max(vmax, simd::select(iota == B(T(y - y_chunk)), neg_inf, v));
+    sweep(y_chunk + W, C_vec);
+  }
+  if (C_vec < C) {  // the last C % W classes: one masked load, padded with 0
+    const Index rem = C - C_vec;
+    const B v = simd::load_partial(x + C_vec, rem, T(0));
+    in_range = in_range && (simd::abs(v) <= limit);
+    vmax = simd::max(vmax, simd::select((iota < B(T(rem))) && (iota != B(T(y - C_vec))), v, neg_inf));
+  }
+  X = simd::hmax(vmax);
+  return simd::all(in_range);
+}
+
+/// The validation pass of the rows kernel (dispatch.hpp, step 4): row_scan on the counted rows of
+/// [begin, end), X_i into X[i]; false if a counted row has a logit beyond k.limit (or NaN). The
+/// kernel then reads X_i instead of sweeping the row again: one pass over the logits fewer.
+template <class T, class L>
+bool row_maxima(const KernelArgs<T, L>& k, Index begin, Index end, T* X) {
+  bool ok = true;
+  for (Index i = begin; i < end; ++i) {
+    const std::int64_t label = static_cast<std::int64_t>(k.labels[i * k.label_stride]);
+    if (label == k.ignore_index) continue;
+    ok &= row_scan(k.x + k.lx.row_offset(i), k.lx.classes, static_cast<Index>(label), k.limit, X[i]);
+  }
+  return ok;
+}
+
 /// Rows kernel over rows [begin, end); class_stride must be 1 (and 1 for the gradient).
 /// scratch: rows_scratch_size(C, n_terms) entries.
 ///
@@ -148,7 +199,6 @@ bool rows_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, T
   alignas(64) T iota_arr[W];
   for (Index j = 0; j < W; ++j) iota_arr[j] = T(j);
   const B iota = B::load_aligned(iota_arr);
-  const B limit(k.limit);
   const T neg_inf = -std::numeric_limits<T>::infinity();
   bool ok = true;
   bool any_smooth = false, plain = true;
@@ -168,9 +218,8 @@ bool rows_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, T
     RowTerm<T> parts[kMaxTerms];
   };
 
-  // phase 1: the row's label (an ignored row is written here and leaves: y = -1); sweep 1:
-  // X = max_{c != y} x_c, and |x_c| <= limit for all c. Only the chunk that holds the target
-  // and the last C % W classes need masks.
+  // phase 1: the row's label (an ignored row is written here and leaves: y = -1) and X, the
+  // largest non-target logit (sweep 1, unless the validation pass found it)
   auto scan = [&](Row& r, Index i, T* e) {
     r.i = i, r.e = e;
     r.x = k.x + lx.row_offset(i);
@@ -185,34 +234,13 @@ bool rows_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, T
       r.y = -1;
       return;
     }
-    const T* x = r.x;
     const Index y = r.y = static_cast<Index>(label);
-    const Index y_chunk = y < C_vec ? y - y % W : C_vec;
-    B vmax(neg_inf);
-    auto in_range = iota == iota;  // all true
-    auto sweep1 = [&](Index c0, Index c1) {
-      for (Index c = c0; c < c1; c += W) {
-        const B v = B::load_unaligned(x + c);
-        in_range = in_range && (simd::abs(v) <= limit);
-        vmax = simd::max(vmax, v);
-      }
-    };
-    sweep1(0, y_chunk);
-    if (y_chunk < C_vec) {
-      const B v = B::load_unaligned(x + y_chunk);
-      in_range = in_range && (simd::abs(v) <= limit);
-      vmax = simd::max(vmax, simd::select(iota == B(T(y - y_chunk)), B(neg_inf), v));
-      sweep1(y_chunk + W, C_vec);
+    if (k.row_max) {
+      r.X = k.row_max[i];  // found by the validation pass (row_maxima)
+    } else {
+      ok &= row_scan(r.x, C, y, k.limit, r.X);
     }
-    if (C_vec < C) {  // the last C % W classes: one masked load, padded with 0
-      const Index rem = C - C_vec;
-      const B v = simd::load_partial(x + C_vec, rem, T(0));
-      in_range = in_range && (simd::abs(v) <= limit);
-      vmax = simd::max(vmax, simd::select((iota < B(T(rem))) && (iota != B(T(y - C_vec))), v, B(neg_inf)));
-    }
-    r.X = simd::hmax(vmax);
-    ok &= simd::all(in_range);
-    r.xy = x[y];
+    r.xy = r.x[y];
   };
 
   // phase 2: per term, the reference class k of its exponents: the target if its adjusted logit
