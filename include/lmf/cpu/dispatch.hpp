@@ -4,7 +4,8 @@
 //   1. shapes, strides and buffers (limits, overflow, overlaps);  2. every label (in range or
 //   ignore_index), and this batch's totals (each term's denominator);  3. the caller's totals,
 //   if given;  4. when any output buffer is given: every logit of a counted row is finite and
-//   small enough that s * (a x - m) + b cannot overflow;  5. batch-mean terms (seed-code preset)
+//   small enough that s * (a x - m) + b cannot overflow (for the rows kernel this pass also
+//   keeps each row's largest non-target logit, which the kernel then needs not find);  5. batch-mean terms (seed-code preset)
 //   without totals from the caller: a value-only pass for their cross-entropy sums;  6. the
 //   fused pass with the plan's scales.
 // A value-only call skips step 4: the kernel flags blocks with bad logits as it reads them (one
