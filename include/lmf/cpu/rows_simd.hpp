@@ -2,14 +2,17 @@
 // 1) with many classes: each row is swept with SIMD batches along the classes.
 //
 // Per row: one sweep finds X = max over the non-target logits (and checks every logit against
-// the limit); per term, the reference class k (the target, X's class, or — for terms with
+// the limit) — ahead of the kernel, as the validation pass (row_maxima), when outputs are written;
+// per term, the reference class k (the target, X's class, or — for terms with
 // per-class multipliers a or offsets b — the largest s a_c x_c + b_c, found by one more sweep),
 // then one sweep computes e_c = exp(z_c - z_k) with the exponent written as a difference of raw
 // logits (math::adjusted_difference), summing them (and, for label smoothing, sum_c w_c (z_c -
 // z_k)) and keeping a_c e_c in a row-sized scratch when a gradient is wanted; a last sweep writes
 // g_c = sum_t k_t a_c e_{t,c} (minus label smoothing's constant part), and the target entry is
-// set from its exact formula. Only the vector that holds the target is masked. The logits are
-// read from memory once (the later sweeps hit cache) and the gradient written once.
+// set from its exact formula. Only the vector that holds the target and the last C mod W
+// classes (masked loads) are masked. The kernel reads the logits from memory once (the later
+// sweeps hit cache) and writes the gradient once; the exponentials of all plain terms come from
+// one sweep.
 //
 // Re-included once per instruction set by isa_kernels.hpp (inside its namespace and target
 // region, after simd_layer.hpp and simd_math.hpp): no include guard, no includes.
