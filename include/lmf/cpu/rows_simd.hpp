@@ -56,11 +56,12 @@ struct RowRef {
 
 /// Sweep 2 of one row for NT terms at once (the logits are loaded once): e_c = exp(z_c - z_k) for
 /// c != y, others[t] = their sum, wd[t] = sum_c w_c (z_c - z_k) (label smoothing; not Plain only)
-/// and, when Grad, a_c e_c in e_out + t C. Plain: no a, no b, no smoothing (LMF's terms, CE,
+/// and, when Grad, a_c e_c in e_out[t]. Plain: no a, no b, no smoothing (LMF's terms, CE,
 /// focal, LDAM), which leaves three operations and the exponential per class and term. The
 /// template flags keep the loops free of branches; only the vector holding the target is masked.
 template <int NT, bool Plain, bool Grad, class T>
-void exp_sweep(const TermParams<T>* p, const RowRef<T>* ref, const T* x, Index C, Index y, T* e_out, T* others, T* wd_out) {
+void exp_sweep(const TermParams<T>* p, const RowRef<T>* ref, const T* x, Index C, Index y, T* const* e_out, T* others,
+               T* wd_out) {
   using B = simd::batch<T>;
   constexpr Index W = simd::width<T>();
   const Index C_vec = C - C % W;
@@ -112,7 +113,7 @@ void exp_sweep(const TermParams<T>* p, const RowRef<T>* ref, const T* x, Index C
   const std::true_type masked{};
   const auto none = iota == iota;
   auto load_at = [](Index c) { return [c](const T* q, T) { return B::load_unaligned(q + c); }; };
-  auto store_at = [&](Index c) { return [&, c](int t, const B& e) { e.store_unaligned(e_out + t * C + c); }; };
+  auto store_at = [&](Index c) { return [&, c](int t, const B& e) { e.store_unaligned(e_out[t] + c); }; };
   auto run = [&](Index c0, Index c1) {
     for (Index c = c0; c < c1; c += W) chunk(B::load_unaligned(x + c), load_at(c), unmasked, none, store_at(c));
   };
@@ -126,7 +127,7 @@ void exp_sweep(const TermParams<T>* p, const RowRef<T>* ref, const T* x, Index C
     const Index rem = C - C_vec;
     auto tail = [&](const T* q, T pad) { return simd::load_partial(q + C_vec, rem, pad); };
     const auto keep = (iota < B(T(rem))) && (iota + B(T(C_vec)) != B(T(y)));
-    chunk(tail(x, T(0)), tail, masked, keep, [&](int t, const B& e) { simd::store_partial(e, e_out + t * C + C_vec, rem); });
+    chunk(tail(x, T(0)), tail, masked, keep, [&](int t, const B& e) { simd::store_partial(e, e_out[t] + C_vec, rem); });
   }
   for (int t = 0; t < NT; ++t) {
     others[t] = simd::hadd(sum[t]);
@@ -298,15 +299,21 @@ bool rows_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, T
   // is the reference, its own e = 1, exactly, is in it); a_c e_c kept for the gradient sweep.
   // LMF's two terms in one sweep.
   const bool grad = k.grad != nullptr;
+  // The last term's a_c e_c go straight into the row's gradient, which the gradient sweep then
+  // updates in place: the gradient's cache lines are fetched during this compute-bound sweep
+  // rather than during the memory-bound last one. (In place, g = x: the last sweep reads each
+  // logit before it writes there, and nothing reads the row's logits after it.)
   auto exps = [&](Row& r) {
+    T* out[kMaxTerms];
+    for (int t = 0; t < k.n_terms; ++t) out[t] = t + 1 == k.n_terms ? r.g : r.e + t * C;
     if (plain && k.n_terms == 2) {
-      (grad ? exp_sweep<2, true, true, T> : exp_sweep<2, true, false, T>)(k.terms, r.refs, r.x, C, r.y, r.e, r.others, r.wd_sum);
+      (grad ? exp_sweep<2, true, true, T> : exp_sweep<2, true, false, T>)(k.terms, r.refs, r.x, C, r.y, out, r.others, r.wd_sum);
       return;
     }
     const auto sweep = plain ? (grad ? exp_sweep<1, true, true, T> : exp_sweep<1, true, false, T>)
                              : (grad ? exp_sweep<1, false, true, T> : exp_sweep<1, false, false, T>);
     for (int t = 0; t < k.n_terms; ++t)
-      sweep(k.terms + t, r.refs + t, r.x, C, r.y, r.e + t * C, r.others + t, r.wd_sum + t);
+      sweep(k.terms + t, r.refs + t, r.x, C, r.y, out + t, r.others + t, r.wd_sum + t);
   };
 
   // phase 4: the per-row epilogue, scalar: each term's value, sum and gradient factors
@@ -336,33 +343,33 @@ bool rows_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, T
   // phase 5, sweep 3: the gradient sum_t k_t a_c e_{t,c} (scratch holds a_c e_{t,c}), minus label
   // smoothing's (eps / C) s a_c w_c; the target entry from its exact formula
   auto write = [&](const Row& r) {
-    T* g = r.g;
+    T* g = r.g;  // holds the last term's a_c e_c (exps)
     const T* e0 = r.e;
     const RowTerm<T>* parts = r.parts;
+    const int last = k.n_terms - 1;
     if (k.n_terms == 1) {
       const B k0(parts[0].k);
-      for (Index c = 0; c < C_vec; c += W) (k0 * B::load_unaligned(e0 + c)).store_unaligned(g + c);
-      if (C_vec < C) simd::store_partial(k0 * simd::load_partial(e0 + C_vec, C - C_vec, T(0)), g + C_vec, C - C_vec);
+      for (Index c = 0; c < C_vec; c += W) (k0 * B::load_unaligned(g + c)).store_unaligned(g + c);
+      if (C_vec < C) simd::store_partial(k0 * simd::load_partial(g + C_vec, C - C_vec, T(0)), g + C_vec, C - C_vec);
     } else if (k.n_terms == 2) {
       const B k0(parts[0].k), k1(parts[1].k);
-      const T* e1 = e0 + C;
       for (Index c = 0; c < C_vec; c += W)
-        simd::fma(k1, B::load_unaligned(e1 + c), k0 * B::load_unaligned(e0 + c)).store_unaligned(g + c);
+        simd::fma(k1, B::load_unaligned(g + c), k0 * B::load_unaligned(e0 + c)).store_unaligned(g + c);
       if (C_vec < C) {
         const Index rem = C - C_vec;
-        simd::store_partial(simd::fma(k1, simd::load_partial(e1 + C_vec, rem, T(0)), k0 * simd::load_partial(e0 + C_vec, rem, T(0))),
+        simd::store_partial(simd::fma(k1, simd::load_partial(g + C_vec, rem, T(0)), k0 * simd::load_partial(e0 + C_vec, rem, T(0))),
                             g + C_vec, rem);
       }
     } else {
       for (Index c = 0; c < C_vec; c += W) {
         B acc = B(parts[0].k) * B::load_unaligned(e0 + c);
-        for (int t = 1; t < k.n_terms; ++t) acc = simd::fma(B(parts[t].k), B::load_unaligned(e0 + t * C + c), acc);
-        acc.store_unaligned(g + c);
+        for (int t = 1; t < last; ++t) acc = simd::fma(B(parts[t].k), B::load_unaligned(e0 + t * C + c), acc);
+        simd::fma(B(parts[last].k), B::load_unaligned(g + c), acc).store_unaligned(g + c);
       }
       for (Index c = C_vec; c < C; ++c) {
         T acc = parts[0].k * e0[c];
-        for (int t = 1; t < k.n_terms; ++t) acc += parts[t].k * e0[t * C + c];
-        g[c] = acc;
+        for (int t = 1; t < last; ++t) acc += parts[t].k * e0[t * C + c];
+        g[c] = acc + parts[last].k * g[c];
       }
     }
     if (any_smooth) {
