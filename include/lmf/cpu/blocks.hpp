@@ -162,7 +162,7 @@ BlockRun run_blocks(const KernelArgs<T, L>& k, Kernel kernel, int threads, std::
   const Index blocks = (rows + block - 1) / block;
   if (blocks == 0) return result;
   const Isa isa = active_isa();
-  const Index scratch_size = kernel == Kernel::rows    ? rows_scratch_size(C, k.n_terms)
+  const Index scratch_size = kernel == Kernel::rows    ? rows_scratch_size<T>(C, k.n_terms)
                              : kernel == Kernel::lanes ? lanes_scratch_size<T>(isa, C, k.n_terms)
                                                        : 0;
   int team = 1;

@@ -2,8 +2,8 @@
 // translation unit, and the choice among them at run time (issue 7: a plain `g++ -O2` build runs
 // the AVX-512 kernels on an AVX-512 CPU).
 //
-// The kernel bodies (simd_layer.hpp, simd_math.hpp, rows_simd.hpp, lanes_simd.hpp,
-// sweeps_simd.hpp) are read three times, each time inside a namespace of its own and a target
+// The kernel bodies (simd_layer.hpp, simd_math.hpp, epilogue_simd.hpp, rows_simd.hpp,
+// lanes_simd.hpp, sweeps_simd.hpp) are read three times, each time inside a namespace of its own and a target
 // region (GCC's `#pragma GCC target`, clang's `#pragma clang attribute push(target)`):
 //   lmf::detail::sse2    16-byte vectors, the program's own flags (x86-64's baseline: SSE2)
 //   lmf::detail::avx2    32-byte vectors, target("avx2,fma")
@@ -217,9 +217,25 @@ Index lanes_scratch_size(Isa isa, Index classes, int n_terms) {
   return (Index(n_terms) + 2) * classes * isa_width<T>(isa) * kLaneGroups;
 }
 
-/// Scratch the rows kernel needs per thread: one row of exponentials per term, for each of its
-/// two rows in flight.
-inline Index rows_scratch_size(Index classes, int n_terms) { return 2 * Index(n_terms) * classes; }
+/// The rows kernel's exponentials of its rows in flight stay within this many bytes (L1-sized:
+/// the gradient sweep reads them back; the rows' gradient rows are as large again).
+constexpr Index kRowsScratchBytes = 32 * 1024;
+
+/// Rows the rows kernel keeps in flight with W lanes: their per-row epilogue runs on one vector,
+/// so up to W; as many as keep one row of exponentials per term within kRowsScratchBytes; at
+/// least 2 (two independent rows overlap each other's latency-bound steps).
+template <class T>
+constexpr Index rows_in_flight(Index classes, int n_terms, Index W) {
+  const Index fit = kRowsScratchBytes / (Index(sizeof(T)) * Index(n_terms) * classes);
+  return fit >= W ? W : fit >= 2 ? fit : 2;
+}
+
+/// Scratch the rows kernel needs per thread with any set (the widest's W: 64 bytes): one row of
+/// exponentials per term for each row in flight.
+template <class T>
+Index rows_scratch_size(Index classes, int n_terms) {
+  return rows_in_flight<T>(classes, n_terms, Index(64 / sizeof(T))) * Index(n_terms) * classes;
+}
 
 }  // namespace detail
 }  // namespace lmf
@@ -235,6 +251,7 @@ namespace sse2 {
 #define LMF_SIMD_BYTES 16
 #include <lmf/cpu/simd_layer.hpp>
 #include <lmf/cpu/simd_math.hpp>
+#include <lmf/cpu/epilogue_simd.hpp>
 #include <lmf/cpu/rows_simd.hpp>
 #include <lmf/cpu/lanes_simd.hpp>
 #include <lmf/cpu/sweeps_simd.hpp>
@@ -252,6 +269,7 @@ namespace avx2 {
 #define LMF_SIMD_BYTES 32
 #include <lmf/cpu/simd_layer.hpp>
 #include <lmf/cpu/simd_math.hpp>
+#include <lmf/cpu/epilogue_simd.hpp>
 #include <lmf/cpu/rows_simd.hpp>
 #include <lmf/cpu/lanes_simd.hpp>
 #include <lmf/cpu/sweeps_simd.hpp>
@@ -270,6 +288,7 @@ namespace avx512 {
 #define LMF_SIMD_BYTES 64
 #include <lmf/cpu/simd_layer.hpp>
 #include <lmf/cpu/simd_math.hpp>
+#include <lmf/cpu/epilogue_simd.hpp>
 #include <lmf/cpu/rows_simd.hpp>
 #include <lmf/cpu/lanes_simd.hpp>
 #include <lmf/cpu/sweeps_simd.hpp>

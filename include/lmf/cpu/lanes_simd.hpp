@@ -128,14 +128,8 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
   const B zero(T(0)), one(T(1)), neg_inf(-std::numeric_limits<T>::infinity()), limit(k.limit);
   bool ok = true;
 
-  // Per-lane partial sums in registers (adding into sums[] row by row would chain every add
-  // through memory); lanes are added in lane order at the end: a fixed order.
-  alignas(64) Accum lane_sums[kMaxTerms][R] = {};
-  using DB = simd::batch<Accum>;  // R lanes of doubles: R / DW vectors per term
-  constexpr Index DW = simd::width<Accum>();
-  DB lane_acc[kMaxTerms][R / DW];
-  for (auto& term : lane_acc)
-    for (DB& v : term) v = DB(Accum(0));
+  // per-lane partial sums, one set per group (epilogue_simd.hpp), added in lane order at the end
+  LaneSums<T> lane_sums[G];
   Index i0 = begin;
   for (; i0 + R <= end; i0 += R) {
     // where the R rows are, their labels (-1 for ignored rows: no class matches)
@@ -206,33 +200,20 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
       const TermParams<T>& p = k.terms[t];
       const B s(p.s);
       const bool adjusted = p.a || p.b;
-      B my[G], wy[G], gw[G], ax_ref[G], b_ref[G], ay[G], ax_k[G], b_k[G], delta[G], sum[G], e_y[G], wd[G];
-      M y_ref[G];
-      // per lane: w_y * value_scale (double, for the sums) and T(w_y * grad_scale) (see TermParams)
-      // (without class weights: one number for every counted lane, applied as a vector)
-      const Accum w_const = p.weight_scale * p.value_scale;
-      const bool per_lane_w = p.w || p.smooth != T(0);
-      alignas(64) Accum wv[R];
-      const B gw_const(static_cast<T>(p.weight_scale * p.grad_scale * Accum(p.one_minus_eps)));
+      LabelParams<T> q[G];
+      TermSums<T> in[G];
+      B ax_ref[G], b_ref[G], delta[G];
       for (Index g = 0; g < G; ++g) {
-        const Index* yl = ylane + g * W;
-        if (per_lane_w)
-          for (Index j = 0; j < W; ++j)
-            wv[g * W + j] = yl[j] < 0 ? Accum(0) : ((p.w ? Accum(p.w[yl[j]]) : Accum(1)) * p.weight_scale) * p.value_scale;
-        my[g] = p.m ? simd::lanes_from<T>([&](Index j) { return yl[j] >= 0 ? p.m[yl[j]] : T(0); }) : zero;
-        wy[g] = p.w ? simd::lanes_from<T>([&](Index j) { return yl[j] >= 0 ? p.w[yl[j]] : T(1); }) : one;
-        gw[g] = p.w ? simd::lanes_from<T>([&](Index j) {
-          return static_cast<T>(((yl[j] >= 0 ? Accum(p.w[yl[j]]) : Accum(1)) * p.weight_scale) * p.grad_scale *
-                                Accum(p.one_minus_eps));
-        })
-                    : gw_const;
-        ay[g] = p.a ? simd::lanes_from<T>([&](Index j) { return yl[j] >= 0 ? p.a[yl[j]] : T(1); }) : one;
-        const B by = p.b ? simd::lanes_from<T>([&](Index j) { return yl[j] >= 0 ? p.b[yl[j]] : T(0); }) : zero;
-        ax_k[g] = X[g];
-        b_k[g] = zero;
-        sum[g] = wd[g] = zero;
-        e_y[g] = one;
-        if (!adjusted) continue;
+        q[g] = label_params(p, ylane + g * W);
+        in[g].ax_k = X[g];
+        in[g].b_k = in[g].others = in[g].wd = zero;
+        if (!adjusted) {
+          in[g].y_ref = xy[g] - q[g].my >= X[g];
+          ax_ref[g] = simd::select(in[g].y_ref, xy[g], X[g]);
+          b_ref[g] = zero;
+          delta[g] = simd::select(in[g].y_ref, q[g].my, zero);
+          continue;
+        }
         // the largest non-target s a_c x_c + b_c per lane, with its a_c x_c and b_c
         B kmax = neg_inf;
         for (Index c = 0; c < C; ++c) {
@@ -241,24 +222,17 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
           const B key = simd::select(yv[g] == B(T(c)), neg_inf, simd::fma(s, ax, bc));
           const M gt = key > kmax;
           kmax = simd::select(gt, key, kmax);
-          ax_k[g] = simd::select(gt, ax, ax_k[g]);
-          b_k[g] = simd::select(gt, bc, b_k[g]);
+          in[g].ax_k = simd::select(gt, ax, in[g].ax_k);
+          in[g].b_k = simd::select(gt, bc, in[g].b_k);
         }
-        y_ref[g] = s * ((ay[g] * xy[g]) - my[g]) + by >= s * ax_k[g] + b_k[g];
-        ax_ref[g] = simd::select(y_ref[g], ay[g] * xy[g], ax_k[g]);
-        b_ref[g] = simd::select(y_ref[g], by, b_k[g]);
-        delta[g] = simd::select(y_ref[g], my[g], zero);
+        const B axy = q[g].ay * xy[g];
+        in[g].y_ref = s * (axy - q[g].my) + q[g].by >= s * in[g].ax_k + in[g].b_k;
+        ax_ref[g] = simd::select(in[g].y_ref, axy, in[g].ax_k);
+        b_ref[g] = simd::select(in[g].y_ref, q[g].by, in[g].b_k);
+        delta[g] = simd::select(in[g].y_ref, q[g].my, zero);
       }
-      if (!adjusted) {
-        for (Index g = 0; g < G; ++g) {
-          y_ref[g] = xy[g] - my[g] >= X[g];
-          ax_ref[g] = simd::select(y_ref[g], xy[g], X[g]);
-          b_ref[g] = zero;
-          delta[g] = simd::select(y_ref[g], my[g], zero);
-        }
-      }
-      // exponents z_c - z_k as differences of raw logits; the target's includes its margin, so
-      // that its e is exp(dy) (exactly 1 when the target is the reference). The tile keeps a_c e_c.
+      // exponents z_c - z_k as differences of raw logits (the target's includes its margin; the
+      // epilogue takes e_y from the same formula); the sums skip the target. The tile keeps a_c e_c.
       T* e_out = etile + t * C * R;
       // the class loop, compiled once per combination of the options it branches on (a plain term
       // must not pay for a, b or label smoothing: at C = 2 this loop is most of the row's work)
@@ -270,12 +244,11 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
           for (Index g = 0; g < G; ++g) {
             const M is_y = yv[g] == B(T(c));
             const B v = B::load_aligned(tile + c * R + g * W);
-            B dexp = s * (((has_a ? ac * v : v) - ax_ref[g]) + (delta[g] - simd::select(is_y, my[g], zero)));
+            B dexp = s * (((has_a ? ac * v : v) - ax_ref[g]) + (delta[g] - simd::select(is_y, q[g].my, zero)));
             if (has_b) dexp += bc - b_ref[g];
             const B e = simd::fast_exp(dexp);
-            sum[g] += simd::select(!is_y, e, zero);  // the reference's own e = 1 included
-            e_y[g] = simd::select(is_y, e, e_y[g]);
-            if (smooth) wd[g] = simd::fma(wc, dexp, wd[g]);
+            in[g].others += simd::select(!is_y, e, zero);  // the reference's own e = 1 included
+            if (smooth) in[g].wd = simd::fma(wc, simd::select(is_y, zero, dexp), in[g].wd);  // (the target's in the epilogue)
             if (grad) (has_a ? ac * e : e).store_aligned(e_out + c * R + g * W);
           }
         }
@@ -289,87 +262,9 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
       } else {  // the family's terms: one instantiation with run-time flags
         sweep(p.a != nullptr, p.b != nullptr, p.smooth != T(0), grad);
       }
-      for (Index g = 0; g < G; ++g) {
-        const B ey = simd::select(y_ref[g], one, e_y[g]);
-        B dy = s * (((p.a ? ay[g] * xy[g] : xy[g]) - ax_k[g]) - my[g]);
-        if (p.b) dy += simd::lanes_from<T>([&](Index j) { return ylane[g * W + j] >= 0 ? p.b[ylane[g * W + j]] : T(0); }) - b_k[g];
-        dy = simd::select(y_ref[g], zero, dy);
-        // others = sum over c != y of exp(z_c - z_k) (>= 1 unless the target is the reference)
-        const B others = sum[g];
-        const B rest = simd::select(y_ref[g], others, (others - one) + ey);
-        const B inv = one / (one + rest);
-        const B l = simd::max(simd::log1p_pos(rest, inv) - dy, zero);
-        B phi, derivative;
-        bool inside_in_double = false;  // w_y l overflowed T in some lane: phi(w_y l) in double
-        alignas(64) Accum inside[W] = {};  // (zeroed: GCC 12 cannot see it is read only when written)
-        if (p.weight_inside) {  // LDAM-DRW's focal: phi(w_y l), p = exp(-w_y l)
-          const B u = wy[g] * l;
-          if (simd::all(u <= B(std::numeric_limits<T>::max()))) {
-            simd::focus(u, simd::one_minus_exp_neg(u), simd::fast_exp(-u), p.gamma, phi, derivative);
-          } else {
-            inside_in_double = true;
-            alignas(64) T ws[W], ls[W], ph[W], de[W];
-            wy[g].store_aligned(ws);
-            l.store_aligned(ls);
-            for (Index j = 0; j < W; ++j) {
-              const math::Focus<Accum> fi = math::focus(Accum(ws[j]) * Accum(ls[j]), Accum(p.gamma));
-              inside[j] = fi.value;
-              ph[j] = static_cast<T>(fi.value);
-              de[j] = static_cast<T>(fi.derivative);
-            }
-            phi = B::load_aligned(ph);
-            derivative = B::load_aligned(de);
-          }
-        } else {
-          // p_t = e_y / (1 + rest), 1 - p_t = others / (1 + rest): no cancellation, no expm1
-          simd::focus(l, others * inv, ey * inv, p.gamma, phi, derivative);
-        }
-        B value;  // the term's value per lane (its weight not applied)
-        alignas(64) T phis[W];
-        if (p.weight_inside) {
-          value = phi;
-          phi.store_aligned(phis);
-          for (Index j = 0; j < W; ++j)
-            if (ylane[g * W + j] >= 0)
-              lane_sums[t][g * W + j] += (p.weight_scale * p.value_scale) * (inside_in_double ? inside[j] : Accum(phis[j]));
-        } else if (p.smooth != T(0)) {
-          const B q = B(p.w_sum) * simd::log1p_pos(rest, inv) - wd[g];  // sum_c w_c (logsumexp(z) - z_c)
-          value = B(p.one_minus_eps) * wy[g] * l + B(p.smooth) * q;
-          alignas(64) T ls[W], qs[W];
-          l.store_aligned(ls);
-          q.store_aligned(qs);
-          for (Index j = 0; j < W; ++j)
-            lane_sums[t][g * W + j] += wv[g * W + j] * Accum(p.one_minus_eps) * Accum(ls[j]) +
-                                       (ylane[g * W + j] >= 0 ? (p.weight_scale * p.value_scale) * Accum(p.smooth) * Accum(qs[j]) : Accum(0));
-        } else if (p.w) {
-          value = wy[g] * phi;
-          phi.store_aligned(phis);
-          for (Index j = 0; j < W; ++j) lane_sums[t][g * W + j] += wv[g * W + j] * static_cast<Accum>(phis[j]);
-        } else {  // the same products w_const * phi, in double vectors (ignored lanes add 0)
-          value = phi;
-          const B counted_phi = simd::select(counted[g], phi, zero);
-          if constexpr (std::is_same<T, float>::value) {
-            DB lo, hi;
-            simd::widen(counted_phi, lo, hi);
-            lane_acc[t][2 * g] += lo * DB(w_const);
-            lane_acc[t][2 * g + 1] += hi * DB(w_const);
-          } else {
-            lane_acc[t][g] += counted_phi * DB(w_const);
-          }
-        }
-        row_value[g] += B(k.term_weights ? k.term_weights[t] : T(1)) * simd::select(counted[g], value, zero);
-        const B coef = gw[g] * derivative * s;
-        const B target = ((ey - one) - rest) * inv;  // softmax_y - 1, exact in the confident limit
-        if (p.smooth == T(0) && !p.a) {
-          kk[t][g] = coef * inv;
-          gy_total[g] = simd::fma(coef, target, gy_total[g]);
-        } else {  // label smoothing: (eps / C) s a_c (W softmax_c - w_c); multipliers a_y
-          const B mass(p.smooth_mass);
-          kk[t][g] = (coef + mass) * inv;
-          const B gy = coef * target + (mass * (ey * inv) - B(p.smooth_grad) * wy[g]);
-          gy_total[g] = simd::fma(p.a ? ay[g] : one, gy, gy_total[g]);
-        }
-      }
+      const T tw = k.term_weights ? k.term_weights[t] : T(1);
+      for (Index g = 0; g < G; ++g)
+        kk[t][g] = term_epilogue(p, t, tw, ylane + g * W, counted[g], xy[g], q[g], in[g], row_value[g], gy_total[g], lane_sums[g]);
     }
     if (k.row_values) {
       for (Index g = 0; g < G; ++g) {
@@ -410,11 +305,7 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
         for (Index j = 0; j < R; ++j) k.grad[goff[j] + c * gcs] = gtile[c * R + j];
     }
   }
-  for (int t = 0; t < k.n_terms; ++t) {
-    alignas(64) Accum acc[R];
-    for (Index v = 0; v < R / DW; ++v) lane_acc[t][v].store_aligned(acc + v * DW);
-    for (Index j = 0; j < R; ++j) sums[t] += lane_sums[t][j] + acc[j];  // one of the two is 0
-  }
+  for (const LaneSums<T>& ls : lane_sums) ls.add_to(sums, k.n_terms);
   if (i0 < end) ok &= scalar_rows(k, i0, end, sums);
   return ok;
 }

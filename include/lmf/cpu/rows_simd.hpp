@@ -17,33 +17,6 @@
 // Re-included once per instruction set by isa_kernels.hpp (inside its namespace and target
 // region, after simd_layer.hpp and simd_math.hpp): no include guard, no includes.
 
-/// What one term contributes to one row: its value (w_y phi, for per-row outputs), its share of
-/// the term's sum (times value_scale, in double), the gradient factor of the non-target classes
-/// (times e_c) and the target's gradient entry (before the factor a_y).
-template <class T>
-struct RowTerm {
-  T value;
-  Accum contribution;
-  T k, g_target;
-};
-
-/// From rest, others (see below), dy, e_y and the term's parameters: the term's l, value and
-/// gradient factors for one row (the per-row epilogue of the rows kernel; the lanes kernel has the
-/// same formulas on vectors). wd = sum_c w_c (z_c - z_k), needed for label smoothing only.
-template <class T>
-RowTerm<T> finish_row(const TermParams<T>& p, T wy, T rest, T others, T dy, T e_y, T wd) {
-  // math::cross_entropy_from with lmf's own float log1p (simd::log1p_pos: glibc's log1pf cost
-  // 17% of LMF at C = 100); double keeps std::log1p
-  const T l0 = simd::log1p_pos(rest) - dy;
-  const T l = l0 > T(0) ? l0 : T(0);
-  const T inv = T(1) / (T(1) + rest);
-  // p_t = e_y / (1 + rest), 1 - p_t = others / (1 + rest): neither from the other
-  const TermRow<T> r = term_row(p, wy, l, rest, wd, [&] { return math::focus(l, others * inv, e_y * inv, p.gamma); });
-  const T coef = r.coef;
-  return {r.value, r.contribution, (coef + p.smooth_mass) * inv,
-          coef * math::softmax_minus_onehot(e_y, true, rest, inv) + p.smooth_mass * (e_y * inv) - p.smooth_grad * wy};
-}
-
 /// A term's reference class k for one row (see the header comment): the largest non-target's
 /// adjusted logit a_k x_k and offset b_k, and whether the target is the reference instead; the
 /// exponents are z_c - z_k = s ((a_c x_c - ax_ref) + delta) + (b_c - b_ref).
@@ -187,12 +160,14 @@ bool row_maxima(const KernelArgs<T, L>& k, Index begin, Index end, T* X) {
 }
 
 /// Rows kernel over rows [begin, end); class_stride must be 1 (and 1 for the gradient).
-/// scratch: rows_scratch_size(C, n_terms) entries.
+/// scratch: rows_scratch_size<T>(C, n_terms) entries.
 ///
-/// Two rows are in flight: each phase below runs for both rows before the next phase, so the
-/// out-of-order core overlaps one row's latency-bound steps (the horizontal max and sums, the
-/// scalar log1p, division and exp of the per-row epilogue) with the other's. At C ~ 100 those
-/// steps are most of a row's time.
+/// rows_in_flight(C, n_terms, W) rows are in flight (W up to C ~ 100 in float, fewer as C grows,
+/// at least 2): each phase below runs for all of them before the next, so the out-of-order core
+/// overlaps one row's latency-bound steps (the horizontal max and sums) with the others', and the
+/// per-row epilogue (log1p, divisions, exponential, focal modulation, per term) runs once for
+/// all of them, one row per lane (epilogue_simd.hpp, shared with the lanes kernel). At C ~ 100
+/// those steps were most of a row's time.
 template <class T, class L>
 bool rows_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, T* scratch) {
   using B = simd::batch<T>;
@@ -219,7 +194,6 @@ bool rows_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, T
     T X, xy;
     RowRef<T> refs[kMaxTerms];
     T others[kMaxTerms], wd_sum[kMaxTerms];
-    RowTerm<T> parts[kMaxTerms];
   };
 
   // phase 1: the row's label (an ignored row is written here and leaves: y = -1) and X, the
@@ -316,43 +290,59 @@ bool rows_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, T
       sweep(k.terms + t, r.refs + t, r.x, C, r.y, out + t, r.others + t, r.wd_sum + t);
   };
 
-  // phase 4: the per-row epilogue, scalar: each term's value, sum and gradient factors
-  auto epilogue = [&](Row& r) {
-    const Index y = r.y;
-    T row_value = T(0);
+  // phase 4: the per-row epilogue of the rows in flight, one per lane: each term's value, sum and
+  // gradient factors (kk[t][j] for row j's non-targets, gy[j] its target entry). Lanes without a
+  // counted row get neutral numbers (finite: they are computed, then discarded).
+  LaneSums<T> lane_sums;
+  alignas(64) T kk[kMaxTerms][W], gy[W];
+  auto epilogue = [&](const Row* rows, Index n) {
+    alignas(64) Index y[W];
+    alignas(64) T xy[W], ax_k[W], b_k[W], others[W], wd[W], y_ref[W];
+    for (Index j = 0; j < W; ++j) y[j] = j < n ? rows[j].y : Index(-1);
+    const B yv = simd::lanes_from<T>([&](Index j) { return T(y[j]); });
+    const auto counted = yv >= B(T(0));
+    for (Index j = 0; j < W; ++j) xy[j] = y[j] >= 0 ? rows[j].xy : T(0);
+    const B xyv = B::load_aligned(xy);
+    B row_value(T(0)), gy_total(T(0));
     for (int t = 0; t < k.n_terms; ++t) {
       const TermParams<T>& p = k.terms[t];
-      const T my = p.m ? p.m[y] : T(0);
-      const T ay = p.a ? p.a[y] : T(1), by = p.b ? p.b[y] : T(0);
-      T dy = T(0), e_y = T(1), rest = r.others[t];
-      if (!r.refs[t].y_ref) {
-        dy = math::adjusted_difference(ay * r.xy, r.refs[t].ax_k, my, T(0), by, r.refs[t].b_k, p.s);
-        e_y = std::exp(dy);
-        rest = (r.others[t] - T(1)) + e_y;  // others >= 1 here; see docs/math.md on its accuracy
+      for (Index j = 0; j < W; ++j) {
+        const bool in = y[j] >= 0;
+        ax_k[j] = in ? rows[j].refs[t].ax_k : T(0);
+        b_k[j] = in ? rows[j].refs[t].b_k : T(0);
+        others[j] = in ? rows[j].others[t] : T(1);
+        wd[j] = in ? rows[j].wd_sum[t] : T(0);
+        y_ref[j] = !in || rows[j].refs[t].y_ref ? T(1) : T(0);
       }
-      const T wy = p.w ? p.w[y] : T(1);
-      const T wd_row = p.smooth != T(0) ? r.wd_sum[t] + wy * dy : T(0);
-      r.parts[t] = finish_row(p, wy, rest, r.others[t], dy, e_y, wd_row);
-      r.parts[t].g_target *= ay;
-      sums[t] += r.parts[t].contribution;
-      if (k.row_values) row_value += k.term_weights[t] * r.parts[t].value;
+      TermSums<T> sums_t;
+      sums_t.ax_k = B::load_aligned(ax_k), sums_t.b_k = B::load_aligned(b_k);
+      sums_t.others = B::load_aligned(others), sums_t.wd = B::load_aligned(wd);
+      sums_t.y_ref = B::load_aligned(y_ref) != B(T(0));
+      const T tw = k.term_weights ? k.term_weights[t] : T(1);
+      term_epilogue(p, t, tw, y, counted, xyv, label_params(p, y), sums_t, row_value, gy_total, lane_sums)
+          .store_aligned(kk[t]);
     }
-    if (k.row_values) k.row_values[r.i * k.row_values_stride] = row_value;
+    gy_total.store_aligned(gy);
+    if (k.row_values) {
+      alignas(64) T rv[W];
+      row_value.store_aligned(rv);
+      for (Index j = 0; j < n; ++j)
+        if (y[j] >= 0) k.row_values[rows[j].i * k.row_values_stride] = rv[j];
+    }
   };
 
   // phase 5, sweep 3: the gradient sum_t k_t a_c e_{t,c} (scratch holds a_c e_{t,c}), minus label
   // smoothing's (eps / C) s a_c w_c; the target entry from its exact formula
-  auto write = [&](const Row& r) {
+  auto write = [&](const Row& r, Index j) {
     T* g = r.g;  // holds the last term's a_c e_c (exps)
     const T* e0 = r.e;
-    const RowTerm<T>* parts = r.parts;
     const int last = k.n_terms - 1;
     if (k.n_terms == 1) {
-      const B k0(parts[0].k);
+      const B k0(kk[0][j]);
       for (Index c = 0; c < C_vec; c += W) (k0 * B::load_unaligned(g + c)).store_unaligned(g + c);
       if (C_vec < C) simd::store_partial(k0 * simd::load_partial(g + C_vec, C - C_vec, T(0)), g + C_vec, C - C_vec);
     } else if (k.n_terms == 2) {
-      const B k0(parts[0].k), k1(parts[1].k);
+      const B k0(kk[0][j]), k1(kk[1][j]);
       for (Index c = 0; c < C_vec; c += W)
         simd::fma(k1, B::load_unaligned(g + c), k0 * B::load_unaligned(e0 + c)).store_unaligned(g + c);
       if (C_vec < C) {
@@ -362,14 +352,14 @@ bool rows_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, T
       }
     } else {
       for (Index c = 0; c < C_vec; c += W) {
-        B acc = B(parts[0].k) * B::load_unaligned(e0 + c);
-        for (int t = 1; t < last; ++t) acc = simd::fma(B(parts[t].k), B::load_unaligned(e0 + t * C + c), acc);
-        simd::fma(B(parts[last].k), B::load_unaligned(g + c), acc).store_unaligned(g + c);
+        B acc = B(kk[0][j]) * B::load_unaligned(e0 + c);
+        for (int t = 1; t < last; ++t) acc = simd::fma(B(kk[t][j]), B::load_unaligned(e0 + t * C + c), acc);
+        simd::fma(B(kk[last][j]), B::load_unaligned(g + c), acc).store_unaligned(g + c);
       }
       for (Index c = C_vec; c < C; ++c) {
-        T acc = parts[0].k * e0[c];
-        for (int t = 1; t < last; ++t) acc += parts[t].k * e0[t * C + c];
-        g[c] = acc + parts[last].k * g[c];
+        T acc = kk[0][j] * e0[c];
+        for (int t = 1; t < last; ++t) acc += kk[t][j] * e0[t * C + c];
+        g[c] = acc + kk[last][j] * g[c];
       }
     }
     if (any_smooth) {
@@ -385,36 +375,23 @@ bool rows_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, T
         for (Index c = C_vec; c < C; ++c) g[c] -= p.smooth_grad * (p.w ? p.w[c] : T(1)) * (p.a ? p.a[c] : T(1));
       }
     }
-    T gy = T(0);
-    for (int t = 0; t < k.n_terms; ++t) gy += parts[t].g_target;
-    g[r.y] = gy;
+    g[r.y] = gy[j];
   };
 
-  Row rows[2];
-  T* const e[2] = {scratch, scratch + rows_scratch_size(C, k.n_terms) / 2};
-  Index i = begin;
-  for (; i + 1 < end; i += 2) {
-    scan(rows[0], i, e[0]);
-    scan(rows[1], i + 1, e[1]);
-    for (Row& r : rows)
-      if (r.y >= 0) reference(r);
-    for (Row& r : rows)
-      if (r.y >= 0) exps(r);
-    for (Row& r : rows)
-      if (r.y >= 0) epilogue(r);
+  const Index in_flight = rows_in_flight<T>(C, k.n_terms, W);
+  Row rows[W];
+  for (Index i0 = begin; i0 < end; i0 += in_flight) {
+    const Index n = end - i0 < in_flight ? end - i0 : in_flight;
+    for (Index j = 0; j < n; ++j) scan(rows[j], i0 + j, scratch + j * k.n_terms * C);
+    for (Index j = 0; j < n; ++j)
+      if (rows[j].y >= 0) reference(rows[j]);
+    for (Index j = 0; j < n; ++j)
+      if (rows[j].y >= 0) exps(rows[j]);
+    epilogue(rows, n);
     if (grad)
-      for (const Row& r : rows)
-        if (r.y >= 0) write(r);
+      for (Index j = 0; j < n; ++j)
+        if (rows[j].y >= 0) write(rows[j], j);
   }
-  if (i < end) {
-    Row& r = rows[0];
-    scan(r, i, e[0]);
-    if (r.y >= 0) {
-      reference(r);
-      exps(r);
-      epilogue(r);
-      if (grad) write(r);
-    }
-  }
+  lane_sums.add_to(sums, k.n_terms);
   return ok;
 }

@@ -1,0 +1,169 @@
+// lmf/cpu/epilogue_simd.hpp — the per-row epilogue on vectors, one row per lane: from a term's
+// sweep sums, its value, its share of the sums and its gradient factors. One implementation for
+// both SIMD kernels: the lanes kernel's rows are its lanes; the rows kernel sweeps up to W rows
+// one by one and then finishes them together (the scalar epilogue — log1p, two divisions, an
+// exponential, the focal modulation, double sums, per term — was a quarter of its time at C = 100).
+// The formulas are plan.hpp's term_row and the scalar kernel's, on vectors.
+//
+// Re-included once per instruction set by isa_kernels.hpp (inside its namespace and target
+// region, after simd_layer.hpp and simd_math.hpp): no include guard, no includes.
+
+/// A term's per-class parameters at each lane's label: m_y, w_y, a_y, b_y and the gradient weight
+/// T(w_y weight_scale grad_scale (1 - eps)). Lanes without a counted row (label < 0) get m 0, w 1,
+/// a 1, b 0.
+template <class T>
+struct LabelParams {
+  simd::batch<T> my, wy, gw, ay, by;
+};
+
+template <class T>
+LabelParams<T> label_params(const TermParams<T>& p, const Index* y) {
+  using B = simd::batch<T>;
+  auto at = [&](const T* v, T neutral) {
+    return simd::lanes_from<T>([&](Index j) { return y[j] >= 0 ? v[y[j]] : neutral; });
+  };
+  LabelParams<T> q;
+  q.my = p.m ? at(p.m, T(0)) : B(T(0));
+  q.wy = p.w ? at(p.w, T(1)) : B(T(1));
+  q.ay = p.a ? at(p.a, T(1)) : B(T(1));
+  q.by = p.b ? at(p.b, T(0)) : B(T(0));
+  // (in double, then rounded once, as term_row does)
+  q.gw = p.w ? simd::lanes_from<T>([&](Index j) {
+    return static_cast<T>(((y[j] >= 0 ? Accum(p.w[y[j]]) : Accum(1)) * p.weight_scale) * p.grad_scale *
+                          Accum(p.one_minus_eps));
+  })
+             : B(static_cast<T>(p.weight_scale * p.grad_scale * Accum(p.one_minus_eps)));
+  return q;
+}
+
+/// What a term's sweep found for each lane's row: the largest non-target's a_k x_k and b_k,
+/// whether the target is the reference class instead, others = sum over c != y of
+/// exp(z_c - z_ref), and wd = sum over c != y of w_c (z_c - z_ref) (label smoothing only; the
+/// epilogue adds the target's w_y dy).
+template <class T>
+struct TermSums {
+  simd::batch<T> ax_k, b_k, others, wd;
+  simd::mask<T> y_ref;
+};
+
+/// Per-lane running sums of the terms' contributions (w_y phi times the value scale, in double),
+/// added in lane order at the end (a fixed order). Unweighted terms add in double vectors;
+/// weighted ones (or ones with the weight inside phi, or label smoothing) per lane.
+template <class T>
+struct LaneSums {
+  static constexpr Index W = simd::width<T>();
+  static constexpr Index DW = simd::width<Accum>();
+  alignas(64) Accum lane[kMaxTerms][W] = {};
+  simd::batch<Accum> acc[kMaxTerms][W / DW];
+  LaneSums() {
+    for (auto& term : acc)
+      for (auto& v : term) v = simd::batch<Accum>(Accum(0));
+  }
+  void add_to(Accum* sums, int n_terms) const {
+    for (int t = 0; t < n_terms; ++t) {
+      alignas(64) Accum a[W];
+      for (Index v = 0; v < W / DW; ++v) acc[t][v].store_aligned(a + v * DW);
+      for (Index j = 0; j < W; ++j) sums[t] += lane[t][j] + a[j];  // one of the two is 0
+    }
+  }
+};
+
+/// The epilogue of term t for W rows, one per lane (y: their labels, -1 where no counted row;
+/// counted = y >= 0; xy their target logits). Adds the term's weighted value to row_value, its
+/// target gradient entry to gy_total and its contribution to sums; returns kk, the factor of a_c e_c
+/// in the non-target gradient entries.
+template <class T>
+simd::batch<T> term_epilogue(const TermParams<T>& p, int t, T term_weight, const Index* y, const simd::mask<T>& counted,
+                             const simd::batch<T>& xy, const LabelParams<T>& q, const TermSums<T>& in,
+                             simd::batch<T>& row_value, simd::batch<T>& gy_total, LaneSums<T>& sums) {
+  using B = simd::batch<T>;
+  using DB = simd::batch<Accum>;
+  constexpr Index W = simd::width<T>();
+  const B zero(T(0)), one(T(1)), s(p.s);
+  // dy = z_y - z_k with the target's margin (0 when the target is the reference: e_y = 1)
+  B dy = s * (((p.a ? q.ay * xy : xy) - in.ax_k) - q.my);
+  if (p.b) dy += q.by - in.b_k;
+  dy = simd::select(in.y_ref, zero, dy);
+  const B ey = simd::select(in.y_ref, one, simd::fast_exp(dy));
+  const B others = in.others;
+  // rest = sum over c != k of exp(z_c - z_k): others already holds the reference's own 1 when a
+  // non-target is the reference (others >= 1 there; see docs/math.md on the accuracy)
+  const B rest = simd::select(in.y_ref, others, (others - one) + ey);
+  const B inv = one / (one + rest);
+  const B l = simd::max(simd::log1p_pos(rest, inv) - dy, zero);
+  B phi, derivative;
+  bool inside_in_double = false;     // w_y l overflowed T in some lane: phi(w_y l) in double
+  alignas(64) Accum inside[W] = {};  // (zeroed: GCC 12 cannot see it is read only when written)
+  if (p.weight_inside) {             // LDAM-DRW's focal: phi(w_y l), p = exp(-w_y l)
+    const B u = q.wy * l;
+    if (simd::all(u <= B(std::numeric_limits<T>::max()))) {
+      simd::focus(u, simd::one_minus_exp_neg(u), simd::fast_exp(-u), p.gamma, phi, derivative);
+    } else {
+      inside_in_double = true;
+      alignas(64) T ws[W], ls[W], ph[W], de[W];
+      q.wy.store_aligned(ws);
+      l.store_aligned(ls);
+      for (Index j = 0; j < W; ++j) {
+        const math::Focus<Accum> fi = math::focus(Accum(ws[j]) * Accum(ls[j]), Accum(p.gamma));
+        inside[j] = fi.value;
+        ph[j] = static_cast<T>(fi.value);
+        de[j] = static_cast<T>(fi.derivative);
+      }
+      phi = B::load_aligned(ph);
+      derivative = B::load_aligned(de);
+    }
+  } else {
+    // p_t = e_y / (1 + rest), 1 - p_t = others / (1 + rest): no cancellation, no expm1
+    simd::focus(l, others * inv, ey * inv, p.gamma, phi, derivative);
+  }
+  // w_y * value_scale per lane, in double (0 on lanes without a row)
+  auto w_value = [&](Index j) {
+    return y[j] < 0 ? Accum(0) : ((p.w ? Accum(p.w[y[j]]) : Accum(1)) * p.weight_scale) * p.value_scale;
+  };
+  B value;  // the term's value per lane (its weight not applied)
+  alignas(64) T phis[W];
+  if (p.weight_inside) {
+    value = phi;
+    phi.store_aligned(phis);
+    for (Index j = 0; j < W; ++j)
+      if (y[j] >= 0) sums.lane[t][j] += (p.weight_scale * p.value_scale) * (inside_in_double ? inside[j] : Accum(phis[j]));
+  } else if (p.smooth != T(0)) {
+    // sum_c w_c (logsumexp(z) - z_c), z_c - z_ref summed over every c
+    const B qs = B(p.w_sum) * simd::log1p_pos(rest, inv) - simd::fma(q.wy, dy, in.wd);
+    value = B(p.one_minus_eps) * q.wy * l + B(p.smooth) * qs;
+    alignas(64) T ls[W], qv[W];
+    l.store_aligned(ls);
+    qs.store_aligned(qv);
+    for (Index j = 0; j < W; ++j)
+      sums.lane[t][j] += w_value(j) * Accum(p.one_minus_eps) * Accum(ls[j]) +
+                         (y[j] >= 0 ? (p.weight_scale * p.value_scale) * Accum(p.smooth) * Accum(qv[j]) : Accum(0));
+  } else if (p.w) {
+    value = q.wy * phi;
+    phi.store_aligned(phis);
+    for (Index j = 0; j < W; ++j) sums.lane[t][j] += w_value(j) * static_cast<Accum>(phis[j]);
+  } else {  // the same products (weight_scale value_scale) phi, in double vectors (no row: 0)
+    value = phi;
+    const B counted_phi = simd::select(counted, phi, zero);
+    const DB w_const(p.weight_scale * p.value_scale);
+    if constexpr (std::is_same<T, float>::value) {
+      DB lo, hi;
+      simd::widen(counted_phi, lo, hi);
+      sums.acc[t][0] += lo * w_const;
+      sums.acc[t][1] += hi * w_const;
+    } else {
+      sums.acc[t][0] += counted_phi * w_const;
+    }
+  }
+  row_value += B(term_weight) * simd::select(counted, value, zero);
+  const B coef = q.gw * derivative * s;
+  const B target = ((ey - one) - rest) * inv;  // softmax_y - 1, exact in the confident limit
+  if (p.smooth == T(0) && !p.a) {
+    gy_total = simd::fma(coef, target, gy_total);
+    return coef * inv;
+  }
+  // label smoothing: (eps / C) s a_c (W softmax_c - w_c); multipliers a_y
+  const B mass(p.smooth_mass);
+  const B gy = coef * target + (mass * (ey * inv) - B(p.smooth_grad) * q.wy);
+  gy_total = simd::fma(p.a ? q.ay : one, gy, gy_total);
+  return (coef + mass) * inv;
+}
