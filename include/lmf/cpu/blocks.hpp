@@ -89,9 +89,9 @@ Kernel choose_kernel(const LossSpec<T>& spec, const Layout& lx, const Outputs<T>
   return lanes_ok ? Kernel::lanes : Kernel::scalar;
 }
 
-/// The rows kernel's validation pass (dispatch.hpp, step 4): X_i into X[0 .. rows) for every
-/// counted row (row_maxima), over the same blocks and threads as run_blocks. False if a counted
-/// row has a logit beyond k.limit; nothing is written but X.
+/// The rows kernel's validation pass (dispatch.hpp, step 4): X_i and x_{i y_i} into X[2 i] and
+/// X[2 i + 1] for every counted row (row_maxima), over the same blocks and threads as run_blocks.
+/// False if a counted row has a logit beyond k.limit; nothing is written but X.
 template <class T, class L>
 bool run_row_maxima(const KernelArgs<T, L>& k, int threads, T* X) {
   const Index rows = k.lx.rows(), C = k.lx.classes;

@@ -125,12 +125,13 @@ Status evaluate(const LossSpec<T>& spec, Reduction reduction, const T* x, const 
   if (options.totals)
     if (Status s = check_totals(spec, *options.totals, local); !s) return s;
 
-  // 4. logits, when something will be written. For the rows kernel this pass also finds each
-  // row's largest non-target logit, which the kernel would otherwise sweep the row for again.
+  // 4. logits, when something will be written. For the rows kernel this pass also keeps each
+  // row's largest non-target logit, which the kernel would otherwise sweep the row for again, and
+  // its target logit (two numbers per row).
   const T limit = logit_limit(spec);
   const bool writes = out.grad != nullptr || out.row_values != nullptr;
   const Kernel kernel = choose_kernel(spec, lx, out);
-  AlignedBuffer<T> row_max(writes && kernel == Kernel::rows ? lx.rows() : 0);
+  AlignedBuffer<T> row_max(writes && kernel == Kernel::rows ? 2 * lx.rows() : 0);
   if (!row_max.ok()) return Status::error(message("cannot allocate the kernel's scratch buffers"));
   if (row_max.data()) {
     const KernelArgs<T, L> scan = kernel_args<T, L>(spec, x, lx, labels, label_stride, nullptr, nullptr, limit);

@@ -30,8 +30,9 @@ struct KernelArgs {
   const T* term_weights = nullptr;  ///< weight_t, for row_values
   int n_terms = 0;
   T limit = T(0);  ///< largest |x| the kernel accepts (see validate.hpp: logit_limit)
-  /// rows kernel: X_i = max over c != y_i of x_ic for every counted row i, found by the validation
-  /// pass (row_maxima); null: the kernel sweeps each row for it (and checks its logits)
+  /// rows kernel: X_i = max over c != y_i of x_ic at [2 i] and x_{i y_i} at [2 i + 1] for every
+  /// counted row i, found by the validation pass (row_maxima); null: the kernel sweeps each row
+  /// for them (and checks its logits)
   const T* row_max = nullptr;
 };
 

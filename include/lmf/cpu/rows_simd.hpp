@@ -146,15 +146,19 @@ bool row_scan(const T* x, Index C, Index y, T lim, T& X) {
 }
 
 /// The validation pass of the rows kernel (dispatch.hpp, step 4): row_scan on the counted rows of
-/// [begin, end), X_i into X[i]; false if a counted row has a logit beyond k.limit (or NaN). The
-/// kernel then reads X_i instead of sweeping the row again: one pass over the logits fewer.
+/// [begin, end), X_i into X[2 i] and the target logit x_{i y_i} into X[2 i + 1]; false if a
+/// counted row has a logit beyond k.limit (or NaN). The kernel then reads both instead of
+/// sweeping the row again (one pass over the logits fewer) and of a load that would be its first,
+/// cache-missing touch of the row (C = 100: 1.64 -> 1.58 ns/logit).
 template <class T, class L>
 bool row_maxima(const KernelArgs<T, L>& k, Index begin, Index end, T* X) {
   bool ok = true;
   for (Index i = begin; i < end; ++i) {
     const std::int64_t label = static_cast<std::int64_t>(k.labels[i * k.label_stride]);
     if (label == k.ignore_index) continue;
-    ok &= row_scan(k.x + k.lx.row_offset(i), k.lx.classes, static_cast<Index>(label), k.limit, X[i]);
+    const T* x = k.x + k.lx.row_offset(i);
+    ok &= row_scan(x, k.lx.classes, static_cast<Index>(label), k.limit, X[2 * i]);
+    X[2 * i + 1] = x[label];
   }
   return ok;
 }
@@ -214,11 +218,12 @@ bool rows_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, T
     }
     const Index y = r.y = static_cast<Index>(label);
     if (k.row_max) {
-      r.X = k.row_max[i];  // found by the validation pass (row_maxima)
+      r.X = k.row_max[2 * i];  // found by the validation pass (row_maxima)
+      r.xy = k.row_max[2 * i + 1];
     } else {
       ok &= row_scan(r.x, C, y, k.limit, r.X);
+      r.xy = r.x[y];
     }
-    r.xy = r.x[y];
   };
 
   // phase 2: per term, the reference class k of its exponents: the target if its adjusted logit
@@ -297,27 +302,22 @@ bool rows_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, T
   alignas(64) T kk[kMaxTerms][W], gy[W];
   auto epilogue = [&](const Row* rows, Index n) {
     alignas(64) Index y[W];
-    alignas(64) T xy[W], ax_k[W], b_k[W], others[W], wd[W], y_ref[W];
     for (Index j = 0; j < W; ++j) y[j] = j < n ? rows[j].y : Index(-1);
-    const B yv = simd::lanes_from<T>([&](Index j) { return T(y[j]); });
-    const auto counted = yv >= B(T(0));
-    for (Index j = 0; j < W; ++j) xy[j] = y[j] >= 0 ? rows[j].xy : T(0);
-    const B xyv = B::load_aligned(xy);
+    // a lane's value, or `neutral` without a counted row (built in registers: lanes_from)
+    auto lanes = [&](auto of, T neutral) {
+      return simd::lanes_from<T>([&](Index j) { return y[j] >= 0 ? of(rows[j]) : neutral; });
+    };
+    const auto counted = simd::lanes_from<T>([&](Index j) { return T(y[j]); }) >= B(T(0));
+    const B xyv = lanes([](const Row& r) { return r.xy; }, T(0));
     B row_value(T(0)), gy_total(T(0));
     for (int t = 0; t < k.n_terms; ++t) {
       const TermParams<T>& p = k.terms[t];
-      for (Index j = 0; j < W; ++j) {
-        const bool in = y[j] >= 0;
-        ax_k[j] = in ? rows[j].refs[t].ax_k : T(0);
-        b_k[j] = in ? rows[j].refs[t].b_k : T(0);
-        others[j] = in ? rows[j].others[t] : T(1);
-        wd[j] = in ? rows[j].wd_sum[t] : T(0);
-        y_ref[j] = !in || rows[j].refs[t].y_ref ? T(1) : T(0);
-      }
       TermSums<T> sums_t;
-      sums_t.ax_k = B::load_aligned(ax_k), sums_t.b_k = B::load_aligned(b_k);
-      sums_t.others = B::load_aligned(others), sums_t.wd = B::load_aligned(wd);
-      sums_t.y_ref = B::load_aligned(y_ref) != B(T(0));
+      sums_t.ax_k = lanes([t](const Row& r) { return r.refs[t].ax_k; }, T(0));
+      sums_t.b_k = lanes([t](const Row& r) { return r.refs[t].b_k; }, T(0));
+      sums_t.others = lanes([t](const Row& r) { return r.others[t]; }, T(1));
+      sums_t.wd = lanes([t](const Row& r) { return r.wd_sum[t]; }, T(0));
+      sums_t.y_ref = lanes([t](const Row& r) { return r.refs[t].y_ref ? T(1) : T(0); }, T(1)) != B(T(0));
       const T tw = k.term_weights ? k.term_weights[t] : T(1);
       term_epilogue(p, t, tw, y, counted, xyv, label_params(p, y), sums_t, row_value, gy_total, lane_sums)
           .store_aligned(kk[t]);
