@@ -231,8 +231,8 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
         b_ref[g] = simd::select(in[g].y_ref, q[g].by, in[g].b_k);
         delta[g] = simd::select(in[g].y_ref, q[g].my, zero);
       }
-      // exponents z_c - z_k as differences of raw logits (the target's includes its margin; the
-      // epilogue takes e_y from the same formula); the sums skip the target. The tile keeps a_c e_c.
+      // exponents z_c - z_k as differences of raw logits; the sums skip the target (its e_y comes
+      // from dy in the epilogue). The tile keeps a_c e_c.
       T* e_out = etile + t * C * R;
       // the class loop, compiled once per combination of the options it branches on (a plain term
       // must not pay for a, b or label smoothing: at C = 2 this loop is most of the row's work)
@@ -244,7 +244,9 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
           for (Index g = 0; g < G; ++g) {
             const M is_y = yv[g] == B(T(c));
             const B v = B::load_aligned(tile + c * R + g * W);
-            B dexp = s * (((has_a ? ac * v : v) - ax_ref[g]) + (delta[g] - simd::select(is_y, q[g].my, zero)));
+            // (the target's lane is computed and then ignored: without its margin; the epilogue
+            // takes e_y from dy, and the gradient tile's target entry is set from its formula)
+            B dexp = s * (((has_a ? ac * v : v) - ax_ref[g]) + delta[g]);
             if (has_b) dexp += bc - b_ref[g];
             const B e = simd::fast_exp(dexp);
             in[g].others += simd::select(!is_y, e, zero);  // the reference's own e = 1 included
