@@ -158,9 +158,8 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
     M bad = zero != zero;  // all false
     for (Index g = 0; g < G; ++g) {
       const Index* yl = ylane + g * W;
-      const Index* xo = xoff + g * W;
       yv[g] = simd::lanes_from<T>([&](Index j) { return T(yl[j]); });
-      xy[g] = simd::lanes_from<T>([&](Index j) { return yl[j] >= 0 ? k.x[xo[j] + yl[j] * cs] : T(0); });
+      xy[g] = zero;  // (taken from the tile below: a load from the rows would be their first touch)
       counted[g] = yv[g] >= zero;
       X[g] = neg_inf;
     }
@@ -184,12 +183,14 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
           simd::lanes_from<T>([&](Index j) { return ylane[g * W + j] >= 0 ? k.x[xoff[g * W + j] + c * cs] : T(0); })
               .store_aligned(tile + c * R + g * W);
     }
-    // X = max over the non-target logits, per lane; every counted logit within the limit
+    // X = max over the non-target logits and x_y, per lane; every counted logit within the limit
     for (Index c = 0; c < C; ++c) {
       for (Index g = 0; g < G; ++g) {
         const B v = B::load_aligned(tile + c * R + g * W);
         bad = bad || (counted[g] && !(simd::abs(v) <= limit));
-        X[g] = simd::max(X[g], simd::select(yv[g] == B(T(c)), neg_inf, v));
+        const M is_y = yv[g] == B(T(c));
+        X[g] = simd::max(X[g], simd::select(is_y, neg_inf, v));
+        xy[g] = simd::select(is_y, v, xy[g]);
       }
     }
     ok &= !simd::any(bad);
