@@ -286,11 +286,11 @@ struct TermRow {
   T coef;
 };
 
-/// The per-row epilogue shared by every kernel, CPU and CUDA (the CPU lanes kernel has the same
-/// formulas on vectors). rest = sum_{c != k} exp(z_c - z_k); wd = sum_c w_c (z_c - z_k) (label
-/// smoothing only); plain() gives phi and phi' at l when the weight is not inside (each kernel
-/// forms 1 - p_t its own way). With the weight inside, phi(w_y l) is taken in double: w_y l may
-/// overflow T.
+/// The per-row epilogue of the scalar CPU kernel and the CUDA kernels (the CPU SIMD kernels have
+/// the same formulas on vectors: cpu/epilogue_simd.hpp). rest = sum_{c != k} exp(z_c - z_k);
+/// wd = sum_c w_c (z_c - z_k) (label smoothing only); plain() gives phi and phi' at l when the
+/// weight is not inside (each kernel forms 1 - p_t its own way). With the weight inside,
+/// phi(w_y l) is taken in double: w_y l may overflow T.
 // (plain is a host lambda on the CPU, a device lambda in the CUDA kernels: no cross-space check)
 #if defined(__CUDACC__)
 #pragma nv_exec_check_disable

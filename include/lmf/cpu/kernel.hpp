@@ -1,7 +1,8 @@
 // lmf/cpu/kernel.hpp — what every CPU kernel receives and returns: the terms as plain numbers
 // (the plan's scales, no reductions or presets), where the rows are, and the outputs. The
 // kernels (scalar.hpp, rows_simd.hpp, lanes_simd.hpp) add per-term sums over a range of rows;
-// their per-row epilogue, term_row, is plan.hpp's (shared with the CUDA kernels).
+// the scalar kernel's per-row epilogue is plan.hpp's term_row (shared with the CUDA kernels), the
+// SIMD kernels' the same formulas on vectors (epilogue_simd.hpp).
 #pragma once
 
 #include <lmf/math/row.hpp>

@@ -17,7 +17,7 @@
 // more pass over the tile (a_c and b_c are the same for every lane: broadcasts).
 //
 // Re-included once per instruction set by isa_kernels.hpp (inside its namespace and target
-// region, after simd_layer.hpp and simd_math.hpp): no include guard, no includes.
+// region, after simd_layer.hpp, simd_math.hpp and epilogue_simd.hpp): no include guard, no includes.
 
 /// dst = the transpose of src: dst[c * ds + j] = src[j * ss + c] for j < m, c < n. Generic
 /// version: element by element.

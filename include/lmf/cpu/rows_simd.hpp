@@ -15,7 +15,7 @@
 // one sweep.
 //
 // Re-included once per instruction set by isa_kernels.hpp (inside its namespace and target
-// region, after simd_layer.hpp and simd_math.hpp): no include guard, no includes.
+// region, after simd_layer.hpp, simd_math.hpp and epilogue_simd.hpp): no include guard, no includes.
 
 /// A term's reference class k for one row (see the header comment): the largest non-target's
 /// adjusted logit a_k x_k and offset b_k, and whether the target is the reference instead; the
@@ -28,10 +28,11 @@ struct RowRef {
 };
 
 /// Sweep 2 of one row for NT terms at once (the logits are loaded once): e_c = exp(z_c - z_k) for
-/// c != y, others[t] = their sum, wd[t] = sum_c w_c (z_c - z_k) (label smoothing; not Plain only)
-/// and, when Grad, a_c e_c in e_out[t]. Plain: no a, no b, no smoothing (LMF's terms, CE,
-/// focal, LDAM), which leaves three operations and the exponential per class and term. The
-/// template flags keep the loops free of branches; only the vector holding the target is masked.
+/// c != y, others[t] = their sum, wd[t] = sum over c != y of w_c (z_c - z_k) (label smoothing;
+/// not Plain only; the epilogue adds the target's w_y dy) and, when Grad, a_c e_c in e_out[t].
+/// Plain: no a, no b, no smoothing (LMF's terms, CE, focal, LDAM), which leaves three operations
+/// and the exponential per class and term. The template flags keep the loops free of branches;
+/// only the vector holding the target is masked.
 template <int NT, bool Plain, bool Grad, class T>
 void exp_sweep(const TermParams<T>* p, const RowRef<T>* ref, const T* x, Index C, Index y, T* const* e_out, T* others,
                T* wd_out) {
@@ -166,12 +167,12 @@ bool row_maxima(const KernelArgs<T, L>& k, Index begin, Index end, T* X) {
 /// Rows kernel over rows [begin, end); class_stride must be 1 (and 1 for the gradient).
 /// scratch: rows_scratch_size<T>(C, n_terms) entries.
 ///
-/// rows_in_flight(C, n_terms, W) rows are in flight (W up to C ~ 100 in float, fewer as C grows,
-/// at least 2): each phase below runs for all of them before the next, so the out-of-order core
-/// overlaps one row's latency-bound steps (the horizontal max and sums) with the others', and the
-/// per-row epilogue (log1p, divisions, exponential, focal modulation, per term) runs once for
-/// all of them, one row per lane (epilogue_simd.hpp, shared with the lanes kernel). At C ~ 100
-/// those steps were most of a row's time.
+/// rows_in_flight(C, n_terms, W) rows are in flight (for float LMF W up to C = 256 with AVX-512,
+/// fewer as C grows, at least 2): each phase below runs for all of them before the next, so the
+/// out-of-order core overlaps one row's latency-bound steps (the horizontal max and sums) with
+/// the others', and the per-row epilogue (log1p, divisions, exponential, focal modulation, per
+/// term) runs once for all of them, one row per lane (epilogue_simd.hpp, shared with the lanes
+/// kernel). At C ~ 100 those steps were most of a row's time.
 template <class T, class L>
 bool rows_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, T* scratch) {
   using B = simd::batch<T>;
@@ -200,8 +201,8 @@ bool rows_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, T
     T others[kMaxTerms], wd_sum[kMaxTerms];
   };
 
-  // phase 1: the row's label (an ignored row is written here and leaves: y = -1) and X, the
-  // largest non-target logit (sweep 1, unless the validation pass found it)
+  // phase 1: the row's label (an ignored row is written here and leaves: y = -1), X, the largest
+  // non-target logit, and x_y (sweep 1, unless the validation pass found both)
   auto scan = [&](Row& r, Index i, T* e) {
     r.i = i, r.e = e;
     r.x = k.x + lx.row_offset(i);
