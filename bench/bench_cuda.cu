@@ -6,7 +6,7 @@
 //     factor, one for the backward, each through N x C intermediates in global memory.
 // Prints, per C in {2, 10, 100, 1000, 32768, 131072} and per logits type (fp32, bf16), with
 // N * C = 64M (or --elements E): ns per logit, the ratio to the memcpy, and the naive/fused
-// ratio. Usage: bench_cuda [--elements E] [--reps R]
+// ratio. Usage: bench_cuda [--elements E] [--reps R] [--classes C]
 #include <lmf/cuda.cuh>  // first: it keeps Eigen out of device code (EIGEN_NO_CUDA)
 #include <lmf/lmf.hpp>
 
@@ -235,9 +235,11 @@ void run(long long C, long long elements, int reps) {
 int main(int argc, char** argv) {
   long long elements = 64ll << 20;
   int reps = 20;
+  long long only = 0;  // --classes C: that C alone
   for (int a = 1; a + 1 < argc; a += 2) {
     if (!std::strcmp(argv[a], "--elements")) elements = std::atoll(argv[a + 1]);
     if (!std::strcmp(argv[a], "--reps")) reps = std::atoi(argv[a + 1]);
+    if (!std::strcmp(argv[a], "--classes")) only = std::atoll(argv[a + 1]);
   }
   int devices = 0;
   if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
@@ -251,6 +253,7 @@ int main(int argc, char** argv) {
   std::printf("| C | type | memcpy ns/logit | lmf ns/logit | lmf/memcpy | unvalidated ns/logit | unvalidated/memcpy | "
               "naive ns/logit | naive/lmf | value lmf / naive |\n|---|---|---|---|---|---|---|---|---|---|\n");
   for (long long C : {2ll, 10ll, 100ll, 1000ll, 32768ll, 131072ll}) {
+    if (only && C != only) continue;
     run<float>(C, elements, reps);
     run<__nv_bfloat16>(C, elements, reps);
   }

@@ -305,13 +305,23 @@ class DeviceLoss {
   template <detail::Mode M, class In, class L>
   void launch(const detail::Plan<T>& p, const In* x, const L* labels, In* grad, T* value, void* ws,
               cudaStream_t stream, double* totals_out) const {
+    // the row kernels handle at most NT terms (loops unrolled to NT: see LMF_CUDA_FOR_TERMS)
+    if (p.n_terms <= 2)
+      launch<M, 2>(p, x, labels, grad, value, ws, stream, totals_out);
+    else
+      launch<M, detail::kMaxTerms>(p, x, labels, grad, value, ws, stream, totals_out);
+  }
+
+  template <detail::Mode M, int NT, class In, class L>
+  void launch(const detail::Plan<T>& p, const In* x, const L* labels, In* grad, T* value, void* ws,
+              cudaStream_t stream, double* totals_out) const {
     // staged tiles are T[kThreads * 33] of shared memory: only float batches are staged
     constexpr detail::Mode MM = (M == detail::Mode::staged && !std::is_same<T, float>::value) ? detail::Mode::thread : M;
-    detail::check_kernel<MM, T, In, L><<<p.grid, detail::kThreads, 0, stream>>>(p, x, labels, ws);
+    detail::check_kernel<MM, NT, T, In, L><<<p.grid, detail::kThreads, 0, stream>>>(p, x, labels, ws);
     detail::plan_kernel<T, In, L><<<1, 32, 0, stream>>>(p, x, labels, ws, totals_out);
     if (totals_out == nullptr) {
       T* row_values = p.reduction == Reduction::none ? value : nullptr;
-      detail::loss_kernel<MM, T, In, L><<<p.grid, detail::kThreads, 0, stream>>>(p, x, labels, grad, row_values, ws);
+      detail::loss_kernel<MM, NT, T, In, L><<<p.grid, detail::kThreads, 0, stream>>>(p, x, labels, grad, row_values, ws);
     }
     detail::finish_kernel<T, In><<<1, 32, 0, stream>>>(p, x, ws, totals_out ? nullptr : value, record_, record_ok_);
   }

@@ -12,12 +12,16 @@
 #include <cstring>
 #include <functional>
 #include <random>
+#include <map>
 #include <string>
 #include <vector>
 
 namespace {
 
 int g_checks = 0, g_failures = 0;
+// the largest elementwise gradient error seen, per logits type (printed at the end: what the
+// docs quote)
+std::map<std::string, double> g_worst;
 
 void expect(bool ok, const std::string& what) {
   ++g_checks;
@@ -87,6 +91,14 @@ const char* type_name() {
 template <class In>
 double storage_eps() {
   return std::is_same<In, __half>::value ? std::ldexp(1.0, -11) : std::is_same<In, __nv_bfloat16>::value ? std::ldexp(1.0, -8) : 0.0;
+}
+
+/// The most rounding to the storage type can move an entry in its subnormal range: half of the
+/// spacing there (half: 2^-25, below 2^-14 = 6.1e-5, where a mean over N >~ 10^4 rows puts most
+/// gradient entries; bf16 has float's exponent range, so nothing a float kernel gives is there).
+template <class In>
+double storage_floor() {
+  return std::is_same<In, __half>::value ? std::ldexp(1.0, -25) : 0.0;
 }
 
 template <class T>
@@ -239,10 +251,12 @@ void check_case(const Case<T>& cs, const Shape& sh, std::uint32_t seed) {
     for (lmf::Index c = 0; c < sh.c; ++c) {
       const std::size_t k = std::size_t(l.row_offset(i) + c * l.class_stride);
       const double a = to_double(g[k]), b = double(g_ref[k]);
-      const double e = std::abs(a - b) / (std::abs(b) + 1e-3 * max_ref + 1e-300);
+      const double e = std::max(0.0, std::abs(a - b) - storage_floor<In>()) / (std::abs(b) + 1e-3 * max_ref + 1e-300);
       if (!(e <= worst)) worst = e, at = k;
       diff2 += (a - b) * (a - b), ref2 += b * b;
     }
+  double& seen = g_worst[type_name<In>()];
+  seen = std::max(seen, worst);
   expect(worst <= tol, what + ": gradient elementwise error " + std::to_string(worst) + " > " + std::to_string(tol) +
                            " at element " + std::to_string(at));
   expect(std::sqrt(diff2) <= tol * std::sqrt(ref2) + 1e-300, what + ": gradient normwise error");
@@ -443,7 +457,9 @@ void check_host_rejections() {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  // --small: the first ten shapes only (for compute-sanitizer, which runs kernels far slower)
+  const bool small = argc > 1 && std::string(argv[1]) == "--small";
   int devices = 0;
   const cudaError_t e = cudaGetDeviceCount(&devices);
   if (e != cudaSuccess || devices == 0) {
@@ -459,9 +475,13 @@ int main() {
       {"row-major 90x33", 90, 33, 1, 0},     {"row-major 70x100", 70, 100, 1, 0},  {"row-major 9x1500", 9, 1500, 1, 0},
       {"column-major 300x7", 300, 7, 1, 1},  {"column-major 40x100", 40, 100, 1, 1}, {"nchw 3x5x37", 3, 5, 37, 2},
       {"padded rows 100x10", 100, 10, 1, 3},
+      // many blocks: grid-stride loops, the fixed-order reduction across blocks
+      {"row-major 200000x3", 200000, 3, 1, 0}, {"row-major 20000x64", 20000, 64, 1, 0},
+      {"row-major 300x4000", 300, 4000, 1, 0}, {"column-major 100000x4", 100000, 4, 1, 1},
   };
   std::uint32_t seed = 1;
   for (const Shape& sh : shapes) {
+    if (small && &sh - shapes >= 10) break;
     for (const Case<float>& cs : cases<float>()) {
       check_case<float, float, std::int64_t>(cs, sh, seed++);
       check_case<float, __nv_bfloat16, std::int64_t>(cs, sh, seed++);
@@ -476,6 +496,8 @@ int main() {
     check_totals<double>(sh);
   }
   check_host_rejections();
-  std::printf("%d checks, %d failed\n", g_checks, g_failures);
+  std::printf("largest gradient error against the CPU's scalar kernel (elementwise, |g - g_cpu| / (|g_cpu| + 1e-3 max|g_cpu|)):");
+  for (const auto& w : g_worst) std::printf(" %s %.2e", w.first.c_str(), w.second);
+  std::printf("\n%d checks, %d failed\n", g_checks, g_failures);
   return g_failures == 0 ? 0 : 1;
 }

@@ -55,7 +55,7 @@ T emulate_row(const lmf::cuda::detail::Plan<T>& p, const lmf::detail::TermParams
   const T x0 = row.load(0), xy = row.load(y);
   const unsigned all = (1u << n) - 1;
   for (int lane = 0; lane < G; ++lane)
-    lmf::cuda::detail::row_stats<G>(p, row, y, x0, lane, all, smooth, true, &lanes[std::size_t(lane) * kMaxTerms]);
+    lmf::cuda::detail::row_stats<G, kMaxTerms>(p, row, y, x0, lane, all, smooth, true, &lanes[std::size_t(lane) * kMaxTerms]);
   TermState<T> st[kMaxTerms];
   for (int t = 0; t < n; ++t) {
     auto at = [&](int lane) -> TermState<T>& { return lanes[std::size_t(lane) * kMaxTerms + t]; };
@@ -78,8 +78,8 @@ T emulate_row(const lmf::cuda::detail::Plan<T>& p, const lmf::detail::TermParams
     st[t] = acc;
     }
   }
-  const lmf::cuda::detail::RowFinish<T> f = lmf::cuda::detail::finish_row(p, params, smooth, weights, st, y, xy, x0);
-  for (int lane = 0; lane < G; ++lane) lmf::cuda::detail::row_gradient<G>(p, params, smooth, st, f, row, y, lane);
+  const lmf::cuda::detail::RowFinish<T> f = lmf::cuda::detail::finish_row<kMaxTerms>(p, params, smooth, weights, st, y, xy, x0);
+  for (int lane = 0; lane < G; ++lane) lmf::cuda::detail::row_gradient<G, kMaxTerms>(p, params, smooth, st, f, row, y, lane);
   return f.value;
 }
 

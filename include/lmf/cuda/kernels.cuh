@@ -63,6 +63,26 @@ constexpr long long kMaxBlocks = 2048;     ///< grid of the row kernels (fixed: 
 constexpr unsigned long long kNone = ~0ull;
 constexpr int kStageMaxClasses = 32;       ///< dense row-major float batches up to this C are staged
 
+/// Loops over a call's terms. The kernels take NT, the most terms they handle (2, or kMaxTerms
+/// for specs of 3 or 4 terms), as a template parameter, so on the device the loop is unrolled to
+/// NT and every per-term array (states, factors, sums) stays in registers; with the run-time
+/// count as the bound they lived in local memory (a 672-byte stack frame per thread, and a loss
+/// kernel 10x slower than its memory traffic).
+/// Blocks of the loss kernel an SM should hold at once (its register budget: 65536 / (256 x this)).
+#ifndef LMF_CUDA_MIN_BLOCKS
+#define LMF_CUDA_MIN_BLOCKS 4
+#endif
+
+/// LMF_CUDA_UNROLL: `#pragma unroll` in the device pass only (the host compiler of a
+/// __host__ __device__ function would warn about it).
+#ifdef __CUDA_ARCH__
+#define LMF_CUDA_UNROLL _Pragma("unroll")
+#define LMF_CUDA_FOR_TERMS(t, n) _Pragma("unroll") for (int t = 0; t < NT; ++t) if (t < (n))
+#else
+#define LMF_CUDA_UNROLL
+#define LMF_CUDA_FOR_TERMS(t, n) for (int t = 0; t < NT && t < (n); ++t)
+#endif
+
 /// The status word of a call, in the workspace (and copied to DeviceLoss's record at the end).
 struct DeviceStatus {
   unsigned long long bad_label_row;  ///< first row with a bad label (kNone: none)
@@ -257,19 +277,21 @@ __device__ __forceinline__ TermState<T> shfl_xor(TermState<T> s, int offset) {
 /// the same bits). Block mode uses `shared` (kWarps x kMaxTerms states) and synchronises the
 /// block; afterwards every read of the row by the group has completed, so the gradient may be
 /// written over the logits (in place).
-template <int G, class T>
+template <int G, int NT, class T>
 __device__ __forceinline__ void group_merge(const Plan<T>& p, TermState<T>* st, TermState<T>* shared) {
   if constexpr (G > 1) {
-    for (int t = 0; t < p.n_terms; ++t)
+    LMF_CUDA_FOR_TERMS(t, p.n_terms)
+LMF_CUDA_UNROLL
       for (int o = 16; o > 0; o >>= 1) st[t] = merge(st[t], shfl_xor(st[t], o), p.terms[t].s);
     if constexpr (G == 32) {
       __syncwarp();
     } else {
       const int warp = threadIdx.x / 32;
-      if (threadIdx.x % 32 == 0)
-        for (int t = 0; t < p.n_terms; ++t) shared[warp * kMaxTerms + t] = st[t];
+      if (threadIdx.x % 32 == 0) {
+        LMF_CUDA_FOR_TERMS(t, p.n_terms) shared[warp * kMaxTerms + t] = st[t];
+      }
       __syncthreads();
-      for (int t = 0; t < p.n_terms; ++t) {
+      LMF_CUDA_FOR_TERMS(t, p.n_terms) {
         TermState<T> acc = shared[t];
         for (int w = 1; w < kWarps; ++w) acc = merge(acc, shared[w * kMaxTerms + t], p.terms[t].s);
         st[t] = acc;
@@ -284,7 +306,7 @@ __device__ __forceinline__ void group_merge(const Plan<T>& p, TermState<T>* st, 
 template <int K>
 __device__ __forceinline__ double block_sum(double (&v)[K], int k_out) {
   __shared__ double warp_sums[kWarps][K];
-#pragma unroll
+LMF_CUDA_UNROLL
   for (int k = 0; k < K; ++k)
     for (int o = 16; o > 0; o >>= 1) v[k] += __shfl_xor_sync(0xffffffffu, v[k], o);
   if (threadIdx.x % 32 == 0)
@@ -297,21 +319,22 @@ __device__ __forceinline__ double block_sum(double (&v)[K], int k_out) {
 }
 
 /// Where a row lives: in global memory (any class stride) or in a block's shared tile.
-template <class T, class In>
+/// Unit: the classes are contiguous (stride 1, known at compile time: warp and block modes).
+template <class T, class In, bool Unit = false>
 struct GlobalRow {
   const In* x;
   In* g;  ///< null: no gradient
   Index stride;
-  __device__ __forceinline__ T load(Index c) const { return Convert<T, In>::load(x[c * stride]); }
-  __device__ __forceinline__ void store(Index c, T v) const {
-    if (g) g[c * stride] = Convert<T, In>::store(v);
+  __device__ __forceinline__ T load(int c) const { return Convert<T, In>::load(x[Unit ? Index(c) : c * stride]); }
+  __device__ __forceinline__ void store(int c, T v) const {
+    if (g) g[Unit ? Index(c) : c * stride] = Convert<T, In>::store(v);
   }
 };
 template <class T>
 struct SharedRow {
   T* row;
-  __device__ __forceinline__ T load(Index c) const { return row[c]; }
-  __device__ __forceinline__ void store(Index c, T v) const { row[c] = v; }
+  __device__ __forceinline__ T load(int c) const { return row[c]; }
+  __device__ __forceinline__ void store(int c, T v) const { row[c] = v; }
 };
 
 /// The flag of a bad logit (not finite, or beyond the limit): false.
@@ -320,32 +343,131 @@ __host__ __device__ __forceinline__ bool logit_ok(T v, T limit) {
   return std::abs(v) <= limit;  // false for NaN too
 }
 
+/// Classes a thread of a G-thread group reads at once (its classes c0, c0 + G, ..., c0 + (K-1) G):
+/// all K loads are issued before the arithmetic that needs them, so a warp keeps K lines in
+/// flight. With one load at a time (K = 1) a warp per row waited for each line in turn and the
+/// loss kernel reached a tenth of the memory bandwidth. Threads that own whole rows (G = 1) get
+/// their parallelism from neighbouring rows: K = 1.
+#ifndef LMF_CUDA_CHUNK
+#define LMF_CUDA_CHUNK 4
+#endif
+template <int G>
+__host__ __device__ constexpr int chunk_of() {
+  return G == 1 ? 1 : LMF_CUDA_CHUNK;
+}
+
+/// exp(x) in the row loops. On the device, for float: 2^t by the SFU (ex2.approx, 2 ulp), with
+/// t = x log2(e) split into t_hi + t_lo so that the rounding of the product is not lost (the
+/// cause of __expf's error, 2 + 1.2 |x| ulp): 6 instructions where expf takes 11; within 3 ulp
+/// for the x <= 0 of the kernels (results below 2^-126 flush to 0). Elsewhere std::exp.
+template <class T>
+__host__ __device__ __forceinline__ T row_exp(T x) {
+#ifdef __CUDA_ARCH__
+  if constexpr (std::is_same<T, float>::value) {
+    const float t = x * 1.44269502f;                                      // log2(e) rounded
+    const float t_lo = fmaf(x, 1.44269502f, -t) + x * 1.925963033e-8f;   // + x (log2(e) - 1.44269502f)
+    float r;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(t));
+    return fmaf(r, t_lo * 0.693147182f, r);  // 2^(t + t_lo) = 2^t (1 + t_lo ln 2)
+  }
+#endif
+  return std::exp(x);
+}
+
+/// A term's raw parts of class c (logit xc): a_c x_c, the margin (at the label only), b_c.
+template <class T>
+struct Parts {
+  T ax, m, b;
+};
+template <class T>
+__host__ __device__ __forceinline__ Parts<T> parts_of(const TermScalars<T>& q, int c, T xc, int y) {
+  return Parts<T>{(q.a ? q.a[c] : T(1)) * xc, c == y && q.m ? q.m[y] : T(0), q.b ? q.b[c] : T(0)};
+}
+
+/// Adds K classes (c0 + k G, those below C) to st, in three steps that keep the K
+/// exponentials independent: the differences to the current maximum; if one is positive, the
+/// first largest becomes the maximum (rest rescaled, (1 + rest) e^{-d}, as absorb does) and the
+/// differences are taken again against it; then the exponentials of all but the maximum (and
+/// the old one, already in rest) are summed. Every exponent is an adjusted_difference against
+/// the maximum of its time, as in absorb; ties keep the lower class.
+template <int G, int K, class T>
+__host__ __device__ __forceinline__ void absorb_chunk(TermState<T>& st, const TermScalars<T>& q, int c0, int C, int y,
+                                                      const T (&xs)[K]) {
+  int old_top = -1;  // the chunk's index of the maximum before this chunk, when it is in the chunk
+  if (st.top < 0) {
+    const Parts<T> f = parts_of(q, c0, xs[0], y);
+    st.top = c0, st.ax = f.ax, st.m = f.m, st.b = f.b, st.rest = T(0);
+    old_top = 0;
+  }
+  T d[K];
+  int best = -1;
+  T d_best = T(0);
+  Parts<T> top{};
+LMF_CUDA_UNROLL
+  for (int k = 0; k < K; ++k) {
+    const int c = c0 + k * G;
+    d[k] = T(0);
+    if (c >= C) continue;  // (no per-class entry to read there)
+    const Parts<T> f = parts_of(q, c, xs[k], y);
+    d[k] = math::adjusted_difference(f.ax, st.ax, f.m, st.m, f.b, st.b, q.s);
+    if (d[k] > d_best) d_best = d[k], best = k, top = f;
+  }
+  if (best >= 0) {  // a new maximum (rare after a row's first classes)
+    st.rest = (T(1) + st.rest) * row_exp(-d_best);
+    st.top = c0 + best * G, st.ax = top.ax, st.m = top.m, st.b = top.b;
+LMF_CUDA_UNROLL
+    for (int k = 0; k < K; ++k) {
+      const int c = c0 + k * G;
+      if (c >= C) continue;
+      const Parts<T> f = parts_of(q, c, xs[k], y);
+      d[k] = math::adjusted_difference(f.ax, st.ax, f.m, st.m, f.b, st.b, q.s);
+    }
+  }
+  T sum = T(0);
+LMF_CUDA_UNROLL
+  for (int k = 0; k < K; ++k)
+    if (c0 + k * G < C && k != best && k != old_top) sum += row_exp(d[k]);
+  st.rest += sum;
+}
+
 /// Statistics of a row for the terms in `which` (bit t: term t): one read of the lane's
-/// classes. Also finds the row's first bad logit among them (kNone if none) when `check`.
-/// x0 is class 0's logit, the reference of label smoothing's sum (read by every lane).
+/// classes, K at a time (chunk_of). Also finds the row's first bad logit among them (kNone if
+/// none) when `check`. x0 is class 0's logit, the reference of label smoothing's sum (read by
+/// every lane).
 #pragma nv_exec_check_disable
-template <int G, class T, class Row>
+template <int G, int NT, class T, class Row>
 __host__ __device__ __forceinline__ unsigned long long row_stats(const Plan<T>& p, const Row& row, Index y, T x0, int lane,
                                                         unsigned which, const bool* smooth, bool check,
                                                         TermState<T>* st) {
-  const Index C = p.layout.classes;
+  constexpr int K = chunk_of<G>();
+  const int C = int(p.layout.classes), yi = int(y);  // (C <= limits::max_classes = 2^24)
   unsigned long long bad = kNone;
-  for (int t = 0; t < p.n_terms; ++t) st[t] = empty_state<T>();
-  for (Index c = lane; c < C; c += G) {
-    const T xc = row.load(c);
-    if (check && bad == kNone && !logit_ok(xc, p.limit)) bad = static_cast<unsigned long long>(c);
-    for (int t = 0; t < p.n_terms; ++t) {
+  LMF_CUDA_FOR_TERMS(t, p.n_terms) st[t] = empty_state<T>();
+  for (int c0 = lane; c0 < C; c0 += G * K) {
+    T xs[K];
+LMF_CUDA_UNROLL
+    for (int k = 0; k < K; ++k) {
+      const int c = c0 + k * G;
+      xs[k] = c < C ? row.load(c) : T(0);
+    }
+    if (check && bad == kNone) {
+LMF_CUDA_UNROLL
+      for (int k = K - 1; k >= 0; --k)  // the lowest bad class of the chunk
+        if (c0 + k * G < C && !logit_ok(xs[k], p.limit)) bad = static_cast<unsigned long long>(c0 + k * G);
+    }
+    LMF_CUDA_FOR_TERMS(t, p.n_terms) {
       if (!(which & (1u << t))) continue;
       const TermScalars<T>& q = p.terms[t];
-      const T ax = (q.a ? q.a[c] : T(1)) * xc;
-      const T mc = c == y && q.m ? q.m[y] : T(0);
-      const T bc = q.b ? q.b[c] : T(0);
-      absorb(st[t], int(c), ax, mc, bc, q.s);
+      absorb_chunk<G>(st[t], q, c0, C, yi, xs);
       if (smooth[t]) {
-        const T ax0 = (q.a ? q.a[0] : T(1)) * x0;
-        const T m0 = y == 0 && q.m ? q.m[0] : T(0);
-        const T b0 = q.b ? q.b[0] : T(0);
-        st[t].u += (q.w ? q.w[c] : T(1)) * math::adjusted_difference(ax, ax0, mc, m0, bc, b0, q.s);
+        const Parts<T> f0 = parts_of(q, 0, x0, yi);
+LMF_CUDA_UNROLL
+        for (int k = 0; k < K; ++k) {
+          const int c = c0 + k * G;
+          if (c >= C) continue;
+          const Parts<T> f = parts_of(q, c, xs[k], yi);
+          st[t].u += (q.w ? q.w[c] : T(1)) * math::adjusted_difference(f.ax, f0.ax, f.m, f0.m, f.b, f0.b, q.s);
+        }
       }
     }
   }
@@ -374,11 +496,11 @@ struct RowFinish {
 
 /// The per-row epilogue from the merged states (every thread of the group computes the same):
 /// l from the label's logit xy, label smoothing's wd from class 0's x0, then term_row.
-template <class T>
+template <int NT, class T>
 __host__ __device__ inline RowFinish<T> finish_row(const Plan<T>& p, const TermParams<T>* params, const bool* smooth,
                                                    const T* weights, const TermState<T>* st, Index y, T xy, T x0) {
   RowFinish<T> f{};
-  for (int t = 0; t < p.n_terms; ++t) {
+  LMF_CUDA_FOR_TERMS(t, p.n_terms) {
     const TermParams<T>& q = params[t];
     T dy;
     const T l = row_cross_entropy(p.terms[t], st[t], y, xy, dy);
@@ -397,28 +519,41 @@ __host__ __device__ inline RowFinish<T> finish_row(const Plan<T>& p, const TermP
   return f;
 }
 
-/// The gradient entries of the lane's classes (c = lane, lane + G, ...): each logit read, then
-/// its entry written (over it, in place), with the formulas of the CPU's scalar kernel.
+/// The gradient entries of the lane's classes (c = lane, lane + G, ..., K at a time): the K
+/// logits read, then their entries written (over them, in place), with the formulas of the
+/// CPU's scalar kernel.
 #pragma nv_exec_check_disable
-template <int G, class T, class Row>
+template <int G, int NT, class T, class Row>
 __host__ __device__ inline void row_gradient(const Plan<T>& p, const TermParams<T>* params, const bool* smooth,
                                              const TermState<T>* st, const RowFinish<T>& f, const Row& row, Index y,
                                              int lane) {
-  const Index C = p.layout.classes;
-  for (Index c = lane; c < C; c += G) {
-    const T xc = row.load(c);
-    T gc = T(0);
-    for (int t = 0; t < p.n_terms; ++t) {
-      const TermParams<T>& q = params[t];
-      const T ac = q.a ? q.a[c] : T(1);
-      const T mc = c == y && q.m ? q.m[y] : T(0), bc = q.b ? q.b[c] : T(0);
-      const T e = Index(st[t].top) == c
-                      ? T(1)
-                      : std::exp(math::adjusted_difference(ac * xc, st[t].ax, mc, st[t].m, bc, st[t].b, q.s));
-      gc += f.coef[t] * ac * math::softmax_minus_onehot(e, c == y, st[t].rest, f.inv[t]);
-      if (smooth[t]) gc += ac * (q.smooth_mass * (e * f.inv[t]) - q.smooth_grad * (q.w ? q.w[c] : T(1)));
+  constexpr int K = chunk_of<G>();
+  const int C = int(p.layout.classes), yi = int(y);
+  for (int c0 = lane; c0 < C; c0 += G * K) {
+    T xs[K];
+LMF_CUDA_UNROLL
+    for (int k = 0; k < K; ++k) {
+      const int c = c0 + k * G;
+      xs[k] = c < C ? row.load(c) : T(0);
     }
-    row.store(c, gc);
+LMF_CUDA_UNROLL
+    for (int k = 0; k < K; ++k) {
+      const int c = c0 + k * G;
+      if (c >= C) break;
+      const T xc = xs[k];
+      T gc = T(0);
+      LMF_CUDA_FOR_TERMS(t, p.n_terms) {
+        const TermParams<T>& q = params[t];
+        const T ac = q.a ? q.a[c] : T(1);
+        const T mc = c == yi && q.m ? q.m[y] : T(0), bc = q.b ? q.b[c] : T(0);
+        const T e = st[t].top == c
+                        ? T(1)
+                        : row_exp(math::adjusted_difference(ac * xc, st[t].ax, mc, st[t].m, bc, st[t].b, q.s));
+        gc += f.coef[t] * ac * math::softmax_minus_onehot(e, c == yi, st[t].rest, f.inv[t]);
+        if (smooth[t]) gc += ac * (q.smooth_mass * (e * f.inv[t]) - q.smooth_grad * (q.w ? q.w[c] : T(1)));
+      }
+      row.store(c, gc);
+    }
   }
 }
 
@@ -433,17 +568,24 @@ __device__ __forceinline__ void for_each_row(const Plan<T>& p, const In* x, In* 
   const Index rows = l.rows(), C = l.classes;
   if constexpr (M == Mode::staged) {
     __shared__ T tile[kThreads * (kStageMaxClasses + 1)];
-    const Index pitch = C | 1;  // odd: a thread per row hits distinct banks
+    // (32-bit tile indices: a 64-bit division per element cost more than the loss)
+    const int Ci = int(C), pitch = Ci | 1;  // odd: a thread per row hits distinct banks
     for (Index r0 = Index(blockIdx.x) * kThreads; r0 < rows; r0 += Index(gridDim.x) * kThreads) {
-      const Index count = rows - r0 < kThreads ? rows - r0 : Index(kThreads);
+      const int count = rows - r0 < kThreads ? int(rows - r0) : kThreads;
       const In* src = x + r0 * C;
-      for (Index e = threadIdx.x; e < count * C; e += kThreads) tile[(e / C) * pitch + e % C] = Convert<T, In>::load(src[e]);
+      for (int e = threadIdx.x; e < count * Ci; e += kThreads) {
+        const int r = e / Ci;
+        tile[r * pitch + (e - r * Ci)] = Convert<T, In>::load(src[e]);
+      }
       __syncthreads();
-      if (Index(threadIdx.x) < count) body(r0 + threadIdx.x, SharedRow<T>{tile + threadIdx.x * pitch}, 0);
+      if (int(threadIdx.x) < count) body(r0 + threadIdx.x, SharedRow<T>{tile + threadIdx.x * pitch}, 0);
       __syncthreads();
       if (writes && g) {
         In* dst = g + r0 * C;
-        for (Index e = threadIdx.x; e < count * C; e += kThreads) dst[e] = Convert<T, In>::store(tile[(e / C) * pitch + e % C]);
+        for (int e = threadIdx.x; e < count * Ci; e += kThreads) {
+          const int r = e / Ci;
+          dst[e] = Convert<T, In>::store(tile[r * pitch + (e - r * Ci)]);
+        }
       }
       __syncthreads();
     }
@@ -461,7 +603,7 @@ __device__ __forceinline__ void for_each_row(const Plan<T>& p, const In* x, In* 
       const Index i = base + threadIdx.x / G;
       if (G == 32 && i >= rows) continue;  // whole warps leave together
       const Index off = l.row_offset(i);
-      body(i, GlobalRow<T, In>{x + off, g ? g + off : nullptr, l.class_stride}, lane);
+      body(i, GlobalRow<T, In, true>{x + off, g ? g + off : nullptr, 1}, lane);
     }
   }
 }
@@ -474,8 +616,8 @@ __host__ __device__ constexpr int group_of() {
 /// Pass 1: labels, logits (when p.validate_logits) and this batch's totals. Writes per-block
 /// partials [D_0..D_3, S_0..S_3] and, by atomicMin, the first bad label row and the first bad
 /// logit (row * C + class) of a counted row.
-template <Mode M, class T, class In, class L>
-__global__ void __launch_bounds__(kThreads) check_kernel(Plan<T> p, const In* x, const L* labels, void* ws) {
+template <Mode M, int NT, class T, class In, class L>
+__global__ void __launch_bounds__(kThreads, NT <= 2 ? LMF_CUDA_MIN_BLOCKS : 2) check_kernel(Plan<T> p, const In* x, const L* labels, void* ws) {
   constexpr int G = group_of<M>();
   __shared__ TermState<T> shared[kWarps * kMaxTerms];
   Scratch<T>* sc = static_cast<Scratch<T>*>(ws);
@@ -483,7 +625,7 @@ __global__ void __launch_bounds__(kThreads) check_kernel(Plan<T> p, const In* x,
   double acc[2 * kMaxTerms] = {};
   unsigned batch_terms = 0;
   bool smooth[kMaxTerms] = {};
-  for (int t = 0; t < p.n_terms; ++t)
+  LMF_CUDA_FOR_TERMS(t, p.n_terms)
     if (p.terms[t].focus_on == FocusOn::batch_mean) batch_terms |= 1u << t;
   const bool reads_logits = p.validate_logits || batch_terms != 0;
   auto body = [&](Index i, const auto& row, int lane) {
@@ -494,18 +636,19 @@ __global__ void __launch_bounds__(kThreads) check_kernel(Plan<T> p, const In* x,
       return;
     }
     const Index y = static_cast<Index>(label);
-    if (lane == 0)
-      for (int t = 0; t < p.n_terms; ++t) acc[t] += denominator_weight(p, t, y);
+    if (lane == 0) {
+      LMF_CUDA_FOR_TERMS(t, p.n_terms) acc[t] += denominator_weight(p, t, y);
+    }
     if (!reads_logits) return;
     TermState<T> st[kMaxTerms];
     const T x0 = row.load(0);
-    const unsigned long long bad = row_stats<G>(p, row, y, x0, lane, batch_terms, smooth, p.validate_logits, st);
+    const unsigned long long bad = row_stats<G, NT>(p, row, y, x0, lane, batch_terms, smooth, p.validate_logits, st);
     if (bad != kNone) atomicMin(&sc->status.bad_logit, static_cast<unsigned long long>(i) * C + bad);
     if (batch_terms == 0) return;
-    group_merge<G>(p, st, shared);
+    group_merge<G, NT>(p, st, shared);
     if (lane != 0) return;
     const T xy = row.load(y);
-    for (int t = 0; t < p.n_terms; ++t) {
+    LMF_CUDA_FOR_TERMS(t, p.n_terms) {
       if (!(batch_terms & (1u << t))) continue;
       T dy;
       const T l = row_cross_entropy(p.terms[t], st[t], y, xy, dy);
@@ -605,19 +748,22 @@ __global__ void plan_kernel(Plan<T> p, const In* x, const L* labels, void* ws, d
 /// Pass 3: value and gradient of every row. Does nothing unless the plan kernel found the call
 /// valid. Writes per-block partials of the terms' sums (or the per-row values for reduction
 /// none) and the gradient (g may be x: in place; null: no gradient).
-template <Mode M, class T, class In, class L>
-__global__ void __launch_bounds__(kThreads) loss_kernel(Plan<T> p, const In* x, const L* labels, In* g, T* row_values,
+template <Mode M, int NT, class T, class In, class L>
+__global__ void __launch_bounds__(kThreads, NT <= 2 ? LMF_CUDA_MIN_BLOCKS : 2) loss_kernel(Plan<T> p, const In* x, const L* labels, In* g, T* row_values,
                                                        void* ws) {
   constexpr int G = group_of<M>();
   __shared__ TermState<T> shared[kWarps * kMaxTerms];
   Scratch<T>* sc = static_cast<Scratch<T>*>(ws);
-  if (!sc->ok) return;
+  if (!sc->ok) return;  // (the same for every thread: no barrier is skipped by some)
   const Index C = p.layout.classes;
-  TermParams<T> params[kMaxTerms];
+  // the terms' params in shared memory: read by broadcast where they are needed, not held in
+  // registers for the whole kernel (they would halve the blocks an SM holds)
+  __shared__ TermParams<T> params[NT];
+  if (threadIdx.x < unsigned(NT) && int(threadIdx.x) < p.n_terms) params[threadIdx.x] = sc->params[threadIdx.x];
+  __syncthreads();
   bool smooth[kMaxTerms] = {};
   T weights[kMaxTerms] = {};
-  for (int t = 0; t < p.n_terms; ++t) {
-    params[t] = sc->params[t];
+  LMF_CUDA_FOR_TERMS(t, p.n_terms) {
     smooth[t] = params[t].smooth != T(0);
     weights[t] = p.terms[t].weight;
   }
@@ -635,14 +781,15 @@ __global__ void __launch_bounds__(kThreads) loss_kernel(Plan<T> p, const In* x, 
     // gradient may overwrite them once it is past the merge)
     const T xy = row.load(y), x0 = row.load(0);
     TermState<T> st[kMaxTerms];
-    const unsigned long long bad = row_stats<G>(p, row, y, x0, lane, all_terms, smooth, !p.validate_logits, st);
+    const unsigned long long bad = row_stats<G, NT>(p, row, y, x0, lane, all_terms, smooth, !p.validate_logits, st);
     if (bad != kNone) atomicMin(&sc->status.bad_logit, static_cast<unsigned long long>(i) * C + bad);
-    group_merge<G>(p, st, shared);  // every read of the row is done: the gradient may overwrite it
-    const RowFinish<T> f = finish_row(p, params, smooth, weights, st, y, xy, x0);
-    if (lane == 0)
-      for (int t = 0; t < p.n_terms; ++t) acc[t] += f.contribution[t];
+    group_merge<G, NT>(p, st, shared);  // every read of the row is done: the gradient may overwrite it
+    const RowFinish<T> f = finish_row<NT>(p, params, smooth, weights, st, y, xy, x0);
+    if (lane == 0) {
+      LMF_CUDA_FOR_TERMS(t, p.n_terms) acc[t] += f.contribution[t];
+    }
     if (row_values && lane == 0) row_values[i] = f.value;
-    if (g) row_gradient<G>(p, params, smooth, st, f, row, y, lane);
+    if (g) row_gradient<G, NT>(p, params, smooth, st, f, row, y, lane);
   };
   for_each_row<M, T, In>(p, x, g, true, body);
   double* out = loss_partials<T>(ws, p.grid) + std::size_t(blockIdx.x) * kMaxTerms;
