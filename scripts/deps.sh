@@ -5,7 +5,7 @@ set -euo pipefail
 common=(cmake ninja-build g++ libeigen3-dev)
 case "${1:-test}" in
   build) pkgs=("${common[@]}") ;;
-  test)  pkgs=("${common[@]}" catch2 clang libclang-rt-14-dev libomp-dev python3 python3-torch python3-numpy
+  test)  pkgs=("${common[@]}" catch2 clang libclang-rt-14-dev libomp-dev python3 python3-torch python3-torchvision python3-numpy
                zlib1g-dev libopenmpi-dev openmpi-bin dataset-fashion-mnist pkg-config python3-dev pybind11-dev
                python3-pytest libtorch-dev libcli11-dev) ;;
   demo)  pkgs=("${common[@]}" zlib1g-dev libcli11-dev dataset-fashion-mnist) ;;
