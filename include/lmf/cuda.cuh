@@ -291,6 +291,7 @@ class DeviceLoss {
       case detail::Mode::staged: launch<detail::Mode::staged>(p, x, labels, grad, value, ws, stream, totals_out); break;
       case detail::Mode::warp: launch<detail::Mode::warp>(p, x, labels, grad, value, ws, stream, totals_out); break;
       case detail::Mode::block: launch<detail::Mode::block>(p, x, labels, grad, value, ws, stream, totals_out); break;
+      case detail::Mode::group8: launch<detail::Mode::group8>(p, x, labels, grad, value, ws, stream, totals_out); break;
     }
     e = cudaGetLastError();
     return e == cudaSuccess ? e : launch_failed(e);

@@ -1,9 +1,9 @@
 // The CUDA kernels' row math, run on the CPU: no GPU needed, so it runs in every CI build that
 // has nvcc. The functions a row goes through on the device (row_stats: online softmax over a
 // thread's classes; merge: the group's combination; finish_row: the epilogue; row_gradient) are
-// __host__ __device__; this program calls them exactly as the kernels do for a thread, a warp
-// and a block per row (G = 1, 32, 256: lanes take classes lane, lane + G, ...; warps merge by
-// xor butterflies, then warps in index order), and compares values and gradients with the CPU's
+// __host__ __device__; this program calls them exactly as the kernels do for a thread, 8 threads,
+// a warp and a block per row (G = 1, 8, 32, 256: lanes take classes lane, lane + G, ...; groups
+// of up to 32 merge by xor butterflies, a block's warps then in index order), and compares values and gradients with the CPU's
 // scalar kernel. It also checks that a butterfly leaves every lane with the same bits (the merge
 // is exactly commutative), which the kernels rely on. What it cannot test (launches, shared
 // memory, synchronisation, atomics) is left to the GPU suite (test_cuda.cu, label gpu).
@@ -63,18 +63,19 @@ T emulate_row(const lmf::cuda::detail::Plan<T>& p, const lmf::detail::TermParams
     if constexpr (G == 1) {
       st[t] = at(0);
     } else {
-    for (int w = 0; w < G / 32; ++w) {  // xor butterflies in each warp, all lanes at once
-      for (int o = 16; o > 0; o >>= 1) {
-        TermState<T> next[32];
-        for (int i = 0; i < 32; ++i) next[i] = lmf::cuda::detail::merge(at(w * 32 + i), at(w * 32 + (i ^ o)), s);
-        for (int i = 0; i < 32; ++i) at(w * 32 + i) = next[i];
+    constexpr int W = G < 32 ? G : 32;  // butterflies within a warp, or within a group of G < 32
+    for (int w = 0; w < G / W; ++w) {  // xor butterflies in each warp, all lanes at once
+      for (int o = W / 2; o > 0; o >>= 1) {
+        TermState<T> next[W];
+        for (int i = 0; i < W; ++i) next[i] = lmf::cuda::detail::merge(at(w * W + i), at(w * W + (i ^ o)), s);
+        for (int i = 0; i < W; ++i) at(w * W + i) = next[i];
       }
       bool same = true;
-      for (int i = 1; i < 32; ++i) same &= same_bits(at(w * 32 + i), at(w * 32));
+      for (int i = 1; i < W; ++i) same &= same_bits(at(w * W + i), at(w * W));
       expect(same, what + ": lanes of a warp disagree after the butterfly");
     }
     TermState<T> acc = at(0);
-    for (int w = 1; w < G / 32; ++w) acc = lmf::cuda::detail::merge(acc, at(w * 32), s);
+    for (int w = 1; w < G / W; ++w) acc = lmf::cuda::detail::merge(acc, at(w * W), s);
     st[t] = acc;
     }
   }
@@ -189,6 +190,7 @@ void all() {
   for (const Case<T>& cs : cases<T>())
     for (Index C : {1, 2, 5, 31, 33, 100, 257, 1000}) {
       check<1, T>(cs, C, seed++);
+      check<8, T>(cs, C, seed++);
       check<32, T>(cs, C, seed++);
       check<256, T>(cs, C, seed++);
     }

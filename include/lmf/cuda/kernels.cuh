@@ -94,7 +94,7 @@ struct DeviceStatus {
 };
 
 /// How a row is read: the group size G, and whether the rows of a block are staged.
-enum class Mode : int { thread = 0, staged = 1, warp = 2, block = 3 };
+enum class Mode : int { thread = 0, staged = 1, warp = 2, block = 3, group8 = 4 };
 
 /// Logits' element types and their conversions to the math type T (fp32 for float, __half and
 /// __nv_bfloat16; double for double), rounding to nearest on the way back.
@@ -182,10 +182,19 @@ Mode choose_mode(const Layout& l) {
     const bool dense = l.inner == 1 && l.sample_stride == l.classes;
     return dense && std::is_same<T, float>::value ? Mode::staged : Mode::thread;
   }
-  return l.classes <= 1024 ? Mode::warp : Mode::block;
+  // 8 threads per row up to 256 classes: a warp per row there left each thread ~3 classes and
+  // had all 32 compute the row's merge and epilogue (C = 100: 2x slower than 8 per row)
+  return l.classes <= 256 ? Mode::group8 : l.classes <= 1024 ? Mode::warp : Mode::block;
 }
 
-inline int rows_per_block(Mode m) { return m == Mode::warp ? kWarps : m == Mode::block ? 1 : kThreads; }
+template <Mode M>
+__host__ __device__ constexpr int group_of() {
+  return M == Mode::group8 ? 8 : M == Mode::warp ? 32 : M == Mode::block ? kThreads : 1;
+}
+
+inline int rows_per_block(Mode m) {
+  return m == Mode::group8 ? kThreads / 8 : m == Mode::warp ? kWarps : m == Mode::block ? 1 : kThreads;
+}
 
 inline int grid_for(Mode m, Index rows) {
   const long long per = rows_per_block(m);
@@ -263,13 +272,13 @@ __host__ __device__ __forceinline__ TermState<T> merge(const TermState<T>& A, co
 }
 
 template <class T>
-__device__ __forceinline__ TermState<T> shfl_xor(TermState<T> s, int offset) {
-  s.top = __shfl_xor_sync(0xffffffffu, s.top, offset);
-  s.ax = __shfl_xor_sync(0xffffffffu, s.ax, offset);
-  s.m = __shfl_xor_sync(0xffffffffu, s.m, offset);
-  s.b = __shfl_xor_sync(0xffffffffu, s.b, offset);
-  s.rest = __shfl_xor_sync(0xffffffffu, s.rest, offset);
-  s.u = __shfl_xor_sync(0xffffffffu, s.u, offset);
+__device__ __forceinline__ TermState<T> shfl_xor(TermState<T> s, int offset, unsigned mask) {
+  s.top = __shfl_xor_sync(mask, s.top, offset);
+  s.ax = __shfl_xor_sync(mask, s.ax, offset);
+  s.m = __shfl_xor_sync(mask, s.m, offset);
+  s.b = __shfl_xor_sync(mask, s.b, offset);
+  s.rest = __shfl_xor_sync(mask, s.rest, offset);
+  s.u = __shfl_xor_sync(mask, s.u, offset);
   return s;
 }
 
@@ -280,11 +289,15 @@ __device__ __forceinline__ TermState<T> shfl_xor(TermState<T> s, int offset) {
 template <int G, int NT, class T>
 __device__ __forceinline__ void group_merge(const Plan<T>& p, TermState<T>* st, TermState<T>* shared) {
   if constexpr (G > 1) {
+    // butterflies within each warp, or within each group of G < 32 lanes (its own mask: a group
+    // past the last row has left, the others go on)
+    constexpr int W = G < 32 ? G : 32;
+    const unsigned mask = W == 32 ? 0xffffffffu : ((1u << W) - 1) << (threadIdx.x % 32 / W * W);
     LMF_CUDA_FOR_TERMS(t, p.n_terms)
 LMF_CUDA_UNROLL
-      for (int o = 16; o > 0; o >>= 1) st[t] = merge(st[t], shfl_xor(st[t], o), p.terms[t].s);
-    if constexpr (G == 32) {
-      __syncwarp();
+      for (int o = W / 2; o > 0; o >>= 1) st[t] = merge(st[t], shfl_xor(st[t], o, mask), p.terms[t].s);
+    if constexpr (G <= 32) {
+      __syncwarp(mask);
     } else {
       const int warp = threadIdx.x / 32;
       if (threadIdx.x % 32 == 0) {
@@ -595,22 +608,17 @@ __device__ __forceinline__ void for_each_row(const Plan<T>& p, const In* x, In* 
       body(i, GlobalRow<T, In>{x + off, g ? g + off : nullptr, l.class_stride}, 0);
     }
   } else {
-    constexpr int G = M == Mode::warp ? 32 : kThreads;
+    constexpr int G = group_of<M>();
     const Index per_block = kThreads / G;
     const int lane = threadIdx.x % G;
     // every thread of the block runs the same number of iterations (block mode synchronises)
     for (Index base = Index(blockIdx.x) * per_block; base < rows; base += Index(gridDim.x) * per_block) {
       const Index i = base + threadIdx.x / G;
-      if (G == 32 && i >= rows) continue;  // whole warps leave together
+      if (G <= 32 && i >= rows) continue;  // whole groups leave together (block mode: never)
       const Index off = l.row_offset(i);
       body(i, GlobalRow<T, In, true>{x + off, g ? g + off : nullptr, 1}, lane);
     }
   }
-}
-
-template <Mode M>
-__host__ __device__ constexpr int group_of() {
-  return M == Mode::warp ? 32 : M == Mode::block ? kThreads : 1;
 }
 
 /// Pass 1: labels, logits (when p.validate_logits) and this batch's totals. Writes per-block
