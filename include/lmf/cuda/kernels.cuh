@@ -16,8 +16,9 @@
 //
 // Rows are handled by a group of G threads: G = 1 (a thread per row: few classes, or classes
 // strided as in column-major and (N, C, d...) layouts, where neighbouring threads read
-// neighbouring rows: coalesced), G = 32 (a warp per row) or G = 256 (a block per row: many
-// classes). Dense row-major batches with few classes are staged through shared memory: a block
+// neighbouring rows: coalesced), G = 8 (33 to 256 classes), G = 32 (a warp per row, up to 1024)
+// or G = 256 (a block per row: more classes). A thread of a group reads K = LMF_CUDA_CHUNK of
+// its classes before using them (memory parallelism). Dense row-major batches with few classes are staged through shared memory: a block
 // loads its 256 rows as one contiguous, coalesced span, computes from shared memory and stores
 // the gradient the same way. Every reduction has a fixed order (sequential per thread, xor
 // butterflies, then warps in index order) and there is no floating-point atomic, so the results
@@ -172,7 +173,8 @@ __host__ __device__ inline double* loss_partials(void* ws, int grid) {
 }
 
 /// The mode for a batch: a thread per row when the classes are strided (column-major, (N, C,
-/// d...)) or few, a warp per row up to 1024 classes, a block per row beyond; staged when the
+/// d...)) or few, 8 threads per row up to 256 classes, a warp per row up to 1024, a block per
+/// row beyond; staged when the
 /// batch is dense row-major with few classes and the math is fp32.
 template <class T>
 Mode choose_mode(const Layout& l) {
