@@ -3,10 +3,11 @@
 // thread's classes; merge: the group's combination; finish_row: the epilogue; row_gradient) are
 // __host__ __device__; this program calls them exactly as the kernels do for a thread, 8 threads,
 // a warp and a block per row (G = 1, 8, 32, 256: lanes take classes lane, lane + G, ...; groups
-// of up to 32 merge by xor butterflies, a block's warps then in index order), and compares values and gradients with the CPU's
-// scalar kernel. It also checks that a butterfly leaves every lane with the same bits (the merge
-// is exactly commutative), which the kernels rely on. What it cannot test (launches, shared
-// memory, synchronisation, atomics) is left to the GPU suite (test_cuda.cu, label gpu).
+// of up to 32 merge by xor butterflies, a block's warps then in index order), and compares
+// values and gradients with the CPU's scalar kernel. It also checks that a butterfly leaves every
+// lane with the same bits (the merge is exactly commutative), which the kernels rely on. What it
+// cannot test (launches, shared memory, synchronisation, atomics, and row_exp's device path,
+// ex2.approx: on the host row_exp is std::exp) is left to the GPU suite (test_cuda.cu, label gpu).
 #include <lmf/lmf.hpp>
 #include <lmf/cuda.cuh>
 

@@ -64,16 +64,19 @@ constexpr long long kMaxBlocks = 2048;     ///< grid of the row kernels (fixed: 
 constexpr unsigned long long kNone = ~0ull;
 constexpr int kStageMaxClasses = 32;       ///< dense row-major float batches up to this C are staged
 
-/// Loops over a call's terms. The kernels take NT, the most terms they handle (2, or kMaxTerms
-/// for specs of 3 or 4 terms), as a template parameter, so on the device the loop is unrolled to
-/// NT and every per-term array (states, factors, sums) stays in registers; with the run-time
-/// count as the bound they lived in local memory (a 672-byte stack frame per thread, and a loss
-/// kernel 10x slower than its memory traffic).
-/// Blocks of the loss kernel an SM should hold at once (its register budget: 65536 / (256 x this)).
+/// Blocks of the row kernels (2 terms at most) an SM should hold at once: their register budget,
+/// 65536 / (256 x this). 4 (64 registers, a few spills) measured 1.1-1.4x faster than 1 or 3 on
+/// an H200 (docs/performance.md, "GPU").
 #ifndef LMF_CUDA_MIN_BLOCKS
 #define LMF_CUDA_MIN_BLOCKS 4
 #endif
+static_assert(LMF_CUDA_MIN_BLOCKS >= 1 && LMF_CUDA_MIN_BLOCKS <= 8, "LMF_CUDA_MIN_BLOCKS: 1 to 8 blocks of 256 threads");
 
+/// LMF_CUDA_FOR_TERMS loops over a call's terms. The kernels take NT, the most terms they handle
+/// (2, or kMaxTerms for specs of 3 or 4 terms), as a template parameter, so on the device the
+/// loop is unrolled to NT and every per-term array (states, factors, sums) stays in registers;
+/// with the run-time count as the bound they lived in local memory (a 672-byte stack frame per
+/// thread, and a loss kernel 10x slower than its memory traffic).
 /// LMF_CUDA_UNROLL: `#pragma unroll` in the device pass only (the host compiler of a
 /// __host__ __device__ function would warn about it).
 #ifdef __CUDA_ARCH__
@@ -366,6 +369,7 @@ __host__ __device__ __forceinline__ bool logit_ok(T v, T limit) {
 #ifndef LMF_CUDA_CHUNK
 #define LMF_CUDA_CHUNK 4
 #endif
+static_assert(LMF_CUDA_CHUNK >= 1 && LMF_CUDA_CHUNK <= 16, "LMF_CUDA_CHUNK: 1 to 16 classes per thread at once");
 template <int G>
 __host__ __device__ constexpr int chunk_of() {
   return G == 1 ? 1 : LMF_CUDA_CHUNK;
@@ -379,6 +383,7 @@ template <class T>
 __host__ __device__ __forceinline__ T row_exp(T x) {
 #ifdef __CUDA_ARCH__
   if constexpr (std::is_same<T, float>::value) {
+    if (x < -104.f) x = -104.f;  // exp is 0 in float below -103.3; keeps -inf from giving NaN (NaN stays)
     const float t = x * 1.44269502f;                                      // log2(e) rounded
     const float t_lo = fmaf(x, 1.44269502f, -t) + x * 1.925963033e-8f;   // + x (log2(e) - 1.44269502f)
     float r;
