@@ -450,6 +450,17 @@ LMF_CUDA_UNROLL
   st.rest += sum;
 }
 
+/// The K classes c0, c0 + G, ... of a thread's chunk (0 past C), all loads issued before any use.
+#pragma nv_exec_check_disable
+template <int G, int K, class T, class Row>
+__host__ __device__ __forceinline__ void load_chunk(const Row& row, int c0, int C, T (&xs)[K]) {
+LMF_CUDA_UNROLL
+  for (int k = 0; k < K; ++k) {
+    const int c = c0 + k * G;
+    xs[k] = c < C ? row.load(c) : T(0);
+  }
+}
+
 /// Statistics of a row for the terms in `which` (bit t: term t): one read of the lane's
 /// classes, K at a time (chunk_of). Also finds the row's first bad logit among them (kNone if
 /// none) when `check`. x0 is class 0's logit, the reference of label smoothing's sum (read by
@@ -465,11 +476,7 @@ __host__ __device__ __forceinline__ unsigned long long row_stats(const Plan<T>& 
   LMF_CUDA_FOR_TERMS(t, p.n_terms) st[t] = empty_state<T>();
   for (int c0 = lane; c0 < C; c0 += G * K) {
     T xs[K];
-LMF_CUDA_UNROLL
-    for (int k = 0; k < K; ++k) {
-      const int c = c0 + k * G;
-      xs[k] = c < C ? row.load(c) : T(0);
-    }
+    load_chunk<G>(row, c0, C, xs);
     if (check && bad == kNone) {
 LMF_CUDA_UNROLL
       for (int k = K - 1; k >= 0; --k)  // the lowest bad class of the chunk
@@ -551,11 +558,7 @@ __host__ __device__ inline void row_gradient(const Plan<T>& p, const TermParams<
   const int C = int(p.layout.classes), yi = int(y);
   for (int c0 = lane; c0 < C; c0 += G * K) {
     T xs[K];
-LMF_CUDA_UNROLL
-    for (int k = 0; k < K; ++k) {
-      const int c = c0 + k * G;
-      xs[k] = c < C ? row.load(c) : T(0);
-    }
+    load_chunk<G>(row, c0, C, xs);
 LMF_CUDA_UNROLL
     for (int k = 0; k < K; ++k) {
       const int c = c0 + k * G;
