@@ -12,8 +12,13 @@
 // channels-last, transposed) are read in place, with a gradient of the same strides; other views
 // are copied once. Labels int64 or int32 of shape (N, d1, ...).
 // Double backward raises an error. The Python extension (python/) is built on this header.
+//
+// CUDA tensors: include lmf/torch_cuda.cuh in one .cu file of the program (nvcc); the modules
+// then send CUDA logits (float32, float64, float16, bfloat16) to the CUDA header's kernels, on
+// the current stream. Without it, CUDA logits raise lmf::Error saying so.
 #pragma once
 
+#include <lmf/detail/torch_cuda_backend.hpp>
 #include <lmf/lmf.hpp>
 
 #include <torch/torch.h>
@@ -22,6 +27,7 @@
 #include <cmath>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -95,10 +101,22 @@ struct Batch {
 /// when they are dense and non-overlapping (contiguous, channels-last, transposed: the gradient
 /// then gets the same strides); otherwise they are copied once.
 inline Batch prepare(const at::Tensor& logits, const at::Tensor& labels, bool needs_grad) {
-  if (logits.device().type() != at::kCPU || labels.device().type() != at::kCPU)
-    fail("logits and labels must be CPU tensors (the CUDA header, lmf/cuda.cuh, takes device buffers)");
-  if (logits.scalar_type() != at::kFloat && logits.scalar_type() != at::kDouble)
-    fail(std::string("logits must be float32 or float64, got ") + c10::toString(logits.scalar_type()));
+  const bool on_cuda = logits.device().is_cuda();
+  if (on_cuda) {
+    if (cuda_backend() == nullptr)
+      fail("CUDA logits need lmf's CUDA backend: include lmf/torch_cuda.cuh in one .cu file of the program "
+           "(the Python extension builds it when PyTorch and nvcc have CUDA)");
+    if (labels.device() != logits.device())
+      fail("labels are on " + labels.device().str() + " but the logits on " + logits.device().str() +
+           " (both must be on one device)");
+  } else if (logits.device().type() != at::kCPU || labels.device().type() != at::kCPU) {
+    fail("logits and labels must both be CPU tensors, or both on one CUDA device (got " + logits.device().str() +
+         " and " + labels.device().str() + ")");
+  }
+  const at::ScalarType xt = logits.scalar_type();
+  if (xt != at::kFloat && xt != at::kDouble && !(on_cuda && (xt == at::kHalf || xt == at::kBFloat16)))
+    fail(std::string("logits must be float32 or float64") + (on_cuda ? ", float16 or bfloat16" : "") + ", got " +
+         c10::toString(xt) + (on_cuda ? "" : " (float16 and bfloat16 on CUDA only)"));
   if (labels.scalar_type() != at::kLong && labels.scalar_type() != at::kInt)
     fail(std::string("labels must be int64 or int32, got ") + c10::toString(labels.scalar_type()));
   if (logits.dim() < 2)
@@ -126,6 +144,16 @@ inline Batch prepare(const at::Tensor& logits, const at::Tensor& labels, bool ne
 }  // namespace detail
 
 /// A loss for float and double tensors: one lmf::Loss per dtype, built from one spec.
+namespace detail {
+struct Fused;
+/// Totals summed over the shards, as forward_with_totals was given them: on the host for CPU
+/// logits, the caller's float64 tensor for CUDA logits.
+struct GivenTotals {
+  Totals host;
+  at::Tensor device;
+};
+}  // namespace detail
+
 class LossImpl : public torch::nn::Module {
  public:
   explicit LossImpl(const lmf::Loss<double>& loss)
@@ -155,8 +183,10 @@ class LossImpl : public torch::nn::Module {
     lmf::Loss<float> f = *float_;
     d.set_class_weights(weights);
     f.set_class_weights(weights.cast<float>());
+    const std::lock_guard<std::mutex> lock(cuda_->mutex);  // (the device copies are made again when used)
     *double_ = std::move(d);
     *float_ = std::move(f);
+    cuda_->state.reset();
   }
   /// OpenMP threads of lmf's kernels (0: OpenMP's default, which torch.set_num_threads sets).
   void set_threads(int threads) {
@@ -167,17 +197,56 @@ class LossImpl : public torch::nn::Module {
  private:
   std::shared_ptr<lmf::Loss<double>> double_;
   std::shared_ptr<lmf::Loss<float>> float_;
+  std::shared_ptr<detail::CudaSlot> cuda_ = std::make_shared<detail::CudaSlot>();  // CUDA tensors' state
+
+  friend struct detail::Fused;
 };
 TORCH_MODULE(Loss);
 
 namespace detail {
 
-/// The autograd node: value and gradient in forward, the saved gradient times grad_output in
-/// backward.
+/// Whether saved-tensor default hooks are set: PyTorch 1.x returns a pair of PyObject*, null when
+/// unset; 2.x an optional pair.
+template <class A, class B>
+bool any_hooks(const std::pair<A, B>& hooks) {
+  return hooks.first != nullptr;
+}
+template <class P>
+bool any_hooks(const std::optional<P>& hooks) {
+  return hooks.has_value();
+}
+
+/// What the fused call computed: the value, the gradient (undefined without one), and whether
+/// the value is per row (reduction none).
+struct Computed {
+  at::Tensor value, grad;
+  bool per_row = false;
+};
+
+/// The autograd node. lmf's call runs before it (compute: every check, every lmf::Error), so
+/// that nothing can throw inside the node's forward, which only saves the gradient. (Observed
+/// with PyTorch 2.11 on the GPU host: an lmf::Error leaving this Function's forward crashed the
+/// Python process, for CPU and CUDA tensors alike, while one raised before Function::apply
+/// reached Python as ValueError.) backward returns the saved gradient times grad_output.
 struct Fused : public torch::autograd::Function<Fused> {
-  /// needs_grad: decided by the caller (inside forward, autograd has switched grad mode off).
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, at::Tensor logits, at::Tensor labels,
-                            const LossImpl* module, bool needs_grad, const Totals* totals) {
+  /// The loss: compute, then (when the logits need a gradient and grad mode is on) the node.
+  static at::Tensor evaluate(const LossImpl* module, const at::Tensor& logits, const at::Tensor& labels,
+                             const GivenTotals* totals) {
+    const bool needs_grad = logits.requires_grad() && torch::autograd::GradMode::is_enabled();
+    const Computed c = compute(module, logits, labels, needs_grad, totals);
+    if (!needs_grad) return c.value;
+    return apply(logits, &c);
+  }
+
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, at::Tensor /*logits*/, const Computed* c) {
+    finish_forward(ctx, c->grad, c->per_row);
+    return c->value;
+  }
+
+  /// The fused value and gradient on the logits' device, outside autograd.
+  static Computed compute(const LossImpl* module, const at::Tensor& logits, const at::Tensor& labels,
+                          bool needs_grad, const GivenTotals* totals) {
+    const at::NoGradGuard no_grad;
     Batch batch = prepare(logits, labels, needs_grad);
     const at::Tensor& x = batch.x;
     const at::Tensor& y = batch.y;
@@ -187,7 +256,24 @@ struct Fused : public torch::autograd::Function<Fused> {
     if (none && totals) fail("totals are for reductions sum and mean (reduction none has per-row values)");
     // the gradient has the logits' strides exactly (empty_strided allocates the span they reach)
     at::Tensor grad = needs_grad ? at::empty_strided(x.sizes(), x.strides(), x.options()) : at::Tensor();
-    at::Tensor value = none ? at::empty(row_shape, x.options()) : at::empty({}, x.options());
+    at::Tensor value;
+    if (x.is_cuda()) {
+      const at::Tensor* totals_device = totals ? &totals->device : nullptr;
+      const std::string error = cuda_backend()->run(*module->cuda_, module->loss_double(), module->loss_float(),
+                                                    CudaCall{x, y, layout, grad, totals_device, none, row_shape}, value);
+      if (!error.empty()) lmf::detail::raise(error);
+      if (value.scalar_type() != x.scalar_type()) value = value.to(x.scalar_type());  // 16-bit logits: fp32 math
+    } else {
+      value = none ? at::empty(row_shape, x.options()) : at::empty({}, x.options());
+      run_cpu(module, x, y, layout, grad, value, none, totals ? &totals->host : nullptr);
+    }
+    return Computed{value, grad, none};
+  }
+
+  /// The CPU path of forward: lmf::Loss's calls on the tensors' memory.
+  static void run_cpu(const LossImpl* module, const at::Tensor& x, const at::Tensor& y, const Layout& layout,
+                      const at::Tensor& grad, const at::Tensor& value, bool none, const Totals* totals) {
+    const bool needs_grad = grad.defined();
     auto run = [&](const auto& loss, auto* xp, auto* gp, auto* vp) {
       auto go = [&](const auto* labels_ptr) {
         using T = std::remove_pointer_t<decltype(xp)>;
@@ -210,14 +296,17 @@ struct Fused : public torch::autograd::Function<Fused> {
     else
       run(module->loss_double(), x.data_ptr<double>(), needs_grad ? grad.data_ptr<double>() : nullptr,
           value.data_ptr<double>());
+  }
+
+  static void finish_forward(torch::autograd::AutogradContext* ctx, const at::Tensor& grad, bool none) {
+    const bool needs_grad = grad.defined();
     // saved-tensor hooks (torch.autograd.graph.saved_tensors_hooks, save_on_cpu) may hand
     // backward a new copy at each unpack, and autograd does not check versions through them:
     // backward then neither scales in place nor hands out the saved tensor itself
-    ctx->saved_data["hooked"] = at::SavedTensorDefaultHooks::get_hooks().first != nullptr;
+    ctx->saved_data["hooked"] = any_hooks(at::SavedTensorDefaultHooks::get_hooks());
     ctx->saved_data["per_row"] = none;
     ctx->saved_data["given"] = false;
     if (needs_grad) ctx->save_for_backward({grad});
-    return value;
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
@@ -264,29 +353,35 @@ struct Fused : public torch::autograd::Function<Fused> {
     } else {
       out = grad * go.unsqueeze(1);  // (N, d...) -> (N, 1, d...), broadcast over the classes
     }
-    return {out, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    return {out, at::Tensor()};
   }
 };
 
 }  // namespace detail
 
 inline at::Tensor LossImpl::forward(const at::Tensor& logits, const at::Tensor& labels) {
-  return detail::Fused::apply(logits, labels, this, logits.requires_grad() && torch::autograd::GradMode::is_enabled(),
-                              static_cast<const Totals*>(nullptr));
+  return detail::Fused::evaluate(this, logits, labels, nullptr);
 }
 
 inline at::Tensor LossImpl::forward_with_totals(const at::Tensor& logits, const at::Tensor& labels,
                                                 const at::Tensor& totals) {
-  if (totals.device().type() != at::kCPU || totals.scalar_type() != at::kDouble || totals.dim() != 1)
-    detail::fail("totals must be a 1-dimensional float64 CPU tensor (from totals(), all-reduced)");
+  // the totals live where the logits do (totals() returns them there)
+  if (totals.device() != logits.device() || totals.scalar_type() != at::kDouble || totals.dim() != 1)
+    detail::fail("totals must be a 1-dimensional float64 tensor on the logits' device (" + logits.device().str() +
+                 "; from totals(), all-reduced), got " + c10::toString(totals.scalar_type()) + " with " +
+                 std::to_string(totals.dim()) + " dimensions on " + totals.device().str());
   if (std::size_t(totals.numel()) != totals_size())
     detail::fail("totals have " + std::to_string(totals.numel()) + " entries but this loss needs " +
                  std::to_string(totals_size()));
-  Totals t(totals_size());
-  const at::Tensor c = totals.contiguous();
-  for (std::size_t i = 0; i < t.size(); ++i) t[i] = c.data_ptr<double>()[i];
-  return detail::Fused::apply(logits, labels, this, logits.requires_grad() && torch::autograd::GradMode::is_enabled(),
-                              static_cast<const Totals*>(&t));
+  detail::GivenTotals t;
+  if (totals.device().is_cuda()) {
+    t.device = totals.contiguous();  // checked on the device, like the CPU's (status: bad_totals)
+  } else {
+    t.host = Totals(totals_size());
+    const at::Tensor c = totals.contiguous();
+    for (std::size_t i = 0; i < t.host.size(); ++i) t.host[i] = c.data_ptr<double>()[i];
+  }
+  return detail::Fused::evaluate(this, logits, labels, &t);
 }
 
 inline at::Tensor LossImpl::totals(const at::Tensor& logits, const at::Tensor& labels) const {
@@ -294,6 +389,12 @@ inline at::Tensor LossImpl::totals(const at::Tensor& logits, const at::Tensor& l
   const at::Tensor& x = batch.x;
   const at::Tensor& y = batch.y;
   const Layout& layout = batch.layout;
+  if (x.is_cuda()) {
+    at::Tensor out;
+    const std::string error = detail::cuda_backend()->totals(*cuda_, *double_, *float_, x, y, layout, out);
+    if (!error.empty()) lmf::detail::raise(error);
+    return out;
+  }
   Totals t;
   auto with_labels = [&](const auto& loss, const auto* xp) {
     if (y.scalar_type() == at::kLong)

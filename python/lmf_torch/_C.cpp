@@ -27,7 +27,7 @@ class Kwargs {
     try {
       out = v.cast<V>();
     } catch (const py::cast_error&) {
-      lmf::detail::raise(lmf::detail::message("option '", key, "' has the wrong type (", std::string(py::str(v.get_type())),
+      lmf::detail::raise(lmf::detail::message("option '", key, "' has the wrong type (", std::string(py::str(py::type::handle_of(v))),
                                               ")"));
     }
   }
@@ -164,6 +164,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "the instruction set lmf's CPU kernels use: 'avx512', 'avx2' or 'sse2' (run-time dispatch)");
   m.def("cpu_simd_isa", [] { return std::string(lmf::cpu_simd_isa()); },
         "the widest of those sets this CPU runs");
+  m.def("cuda_built", [] { return lmf::libtorch::detail::cuda_backend() != nullptr; },
+        "whether this build takes CUDA tensors (lmf's CUDA kernels were compiled in)");
   py::class_<lmf::libtorch::LossImpl, std::shared_ptr<lmf::libtorch::LossImpl>>(m, "Loss")
       .def(py::init([](const std::string& kind, const std::vector<int64_t>& counts, const py::dict& options) {
              return std::make_shared<lmf::libtorch::LossImpl>(make(kind, counts, options));

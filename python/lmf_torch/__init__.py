@@ -2,8 +2,10 @@
 
 Each module computes the loss and its analytic gradient with respect to the logits in one fused
 C++ pass (forward), and hands the gradient to autograd (backward multiplies it by the upstream
-gradient). Logits: float32 or float64, (N, C) or (N, C, d1, ...), any strides, on the CPU;
-labels: int64 or int32, (N, d1, ...). Bad input raises ValueError with lmf's message (an error
+gradient). Logits: float32 or float64, (N, C) or (N, C, d1, ...), any strides, on the CPU, or
+on a CUDA device (also float16 and bfloat16; when the extension was built with CUDA, see
+cuda_built: lmf's CUDA kernels, on the current stream); labels: int64 or int32, (N, d1, ...), on
+the logits' device. Bad input raises ValueError with lmf's message (an error
 inside backward reaches Python as RuntimeError, autograd's type).
 
     import lmf_torch
@@ -18,10 +20,11 @@ import torch
 import lmf_torch_C as _C
 
 __all__ = ["CrossEntropyLoss", "FocalLoss", "LDAMLoss", "LMFLoss", "LogitAdjustedLoss", "BalancedSoftmaxLoss",
-           "VSLoss", "version", "simd_isa", "cpu_simd_isa"]
+           "VSLoss", "version", "simd_isa", "cpu_simd_isa", "cuda_built"]
 version = _C.version
 simd_isa = _C.simd_isa  # the CPU kernels' instruction set, chosen at run time: 'avx512', 'avx2', 'sse2'
 cpu_simd_isa = _C.cpu_simd_isa
+cuda_built = _C.cuda_built  # True if this build takes CUDA tensors (built where PyTorch and nvcc had CUDA)
 
 
 def _values(v, cast):
