@@ -55,8 +55,9 @@ class DeviceLoss {
  public:
   using Scalar = T;
 
-  /// Copies `loss`'s terms to the device. Throws lmf::Error if the copy fails (no device, out of
-  /// memory): cudaMalloc's message is in it.
+  /// Copies `loss`'s terms to the device and waits for the device once, so that any stream may
+  /// use them. Throws lmf::Error if the copy fails (no device, out of memory): cudaMalloc's
+  /// message is in it.
   explicit DeviceLoss(const Loss<T>& loss) : spec_(loss.spec()) {
     const LossSpec<T>& spec = spec_;
     // one device buffer: the status record, then every term's per-class vectors
@@ -81,6 +82,10 @@ class DeviceLoss {
     if (!host.empty())
       check_cuda(cudaMemcpy(vectors, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice), "cudaMemcpy");
     check_cuda(cudaMemset(base, 0, status_bytes), "cudaMemset");
+    // cudaMemcpy from pageable memory may return before the data lands, and cudaMemset is
+    // asynchronous, both on the default stream: a first call on a non-blocking stream (PyTorch's
+    // side streams are) could read the vectors or the status record before they are written
+    check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
 
     detail::Plan<T>& p = plan_;
     p = detail::Plan<T>{};

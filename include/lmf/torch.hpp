@@ -143,7 +143,6 @@ inline Batch prepare(const at::Tensor& logits, const at::Tensor& labels, bool ne
 
 }  // namespace detail
 
-/// A loss for float and double tensors: one lmf::Loss per dtype, built from one spec.
 namespace detail {
 struct Fused;
 /// Totals summed over the shards, as forward_with_totals was given them: on the host for CPU
@@ -154,6 +153,8 @@ struct GivenTotals {
 };
 }  // namespace detail
 
+/// A loss for float and double tensors (and, on CUDA, float16 and bfloat16 ones): one lmf::Loss
+/// per dtype, built from one spec.
 class LossImpl : public torch::nn::Module {
  public:
   explicit LossImpl(const lmf::Loss<double>& loss)
@@ -169,8 +170,9 @@ class LossImpl : public torch::nn::Module {
   /// shards' values then add up to the whole batch's value, and each shard's gradient is its
   /// rows of the whole batch's gradient.
   at::Tensor totals(const at::Tensor& logits, const at::Tensor& labels) const;
-  /// forward with the totals summed over every shard (a CPU float64 tensor). (Not an overload of
-  /// forward: torch::nn::ModuleHolder deduces operator()'s type from a unique forward.)
+  /// forward with the totals summed over every shard (a float64 tensor on the logits' device).
+  /// (Not an overload of forward: torch::nn::ModuleHolder deduces operator()'s type from a
+  /// unique forward.)
   at::Tensor forward_with_totals(const at::Tensor& logits, const at::Tensor& labels, const at::Tensor& totals);
   std::size_t totals_size() const { return lmf::detail::totals_size(double_->spec()); }
 
@@ -204,6 +206,12 @@ class LossImpl : public torch::nn::Module {
 TORCH_MODULE(Loss);
 
 namespace detail {
+
+/// Raises a CUDA call's failure: lmf::Error with lmf's message, or the exception it caught.
+inline void raise_if(const CudaOutcome& outcome) {
+  if (outcome.exception) std::rethrow_exception(outcome.exception);
+  if (!outcome.message.empty()) lmf::detail::raise(outcome.message);
+}
 
 /// Whether saved-tensor default hooks are set: PyTorch 1.x returns a pair of PyObject*, null when
 /// unset; 2.x an optional pair.
@@ -247,7 +255,17 @@ struct Fused : public torch::autograd::Function<Fused> {
   static Computed compute(const LossImpl* module, const at::Tensor& logits, const at::Tensor& labels,
                           bool needs_grad, const GivenTotals* totals) {
     const at::NoGradGuard no_grad;
+    if (logits._fw_grad(/*level=*/0).defined())
+      fail("forward-mode AD (a dual tensor) is not supported: lmf computes the gradient, not a jvp");
     Batch batch = prepare(logits, labels, needs_grad);
+    if (batch.x.is_cuda() && batch.x.scalar_type() == at::kHalf && needs_grad) {
+      // fp16 logits with a gradient are computed as float32 (autocast's policy for losses): the
+      // gradient is saved in float32 and scaled by grad_output before autograd rounds it to
+      // fp16, so that loss scaling (GradScaler) keeps the small entries that a mean over many
+      // rows makes subnormal or zero in fp16. (bfloat16 has float32's range: read natively.)
+      batch.x = batch.x.to(at::kFloat);
+      tensor_layout(batch.x, batch.layout);
+    }
     const at::Tensor& x = batch.x;
     const at::Tensor& y = batch.y;
     const Layout& layout = batch.layout;
@@ -259,10 +277,11 @@ struct Fused : public torch::autograd::Function<Fused> {
     at::Tensor value;
     if (x.is_cuda()) {
       const at::Tensor* totals_device = totals ? &totals->device : nullptr;
-      const std::string error = cuda_backend()->run(*module->cuda_, module->loss_double(), module->loss_float(),
-                                                    CudaCall{x, y, layout, grad, totals_device, none, row_shape}, value);
-      if (!error.empty()) lmf::detail::raise(error);
-      if (value.scalar_type() != x.scalar_type()) value = value.to(x.scalar_type());  // 16-bit logits: fp32 math
+      const CudaOutcome outcome = cuda_backend()->run(*module->cuda_, module->loss_double(), module->loss_float(),
+                                                      CudaCall{x, y, layout, grad, totals_device, none, row_shape}, value);
+      raise_if(outcome);
+      // (16-bit logits: the value stays float32, as autocast keeps losses in float32; a sum in
+      // fp16 would overflow past 65504, and so would GradScaler's scale times it)
     } else {
       value = none ? at::empty(row_shape, x.options()) : at::empty({}, x.options());
       run_cpu(module, x, y, layout, grad, value, none, totals ? &totals->host : nullptr);
@@ -391,8 +410,7 @@ inline at::Tensor LossImpl::totals(const at::Tensor& logits, const at::Tensor& l
   const Layout& layout = batch.layout;
   if (x.is_cuda()) {
     at::Tensor out;
-    const std::string error = detail::cuda_backend()->totals(*cuda_, *double_, *float_, x, y, layout, out);
-    if (!error.empty()) lmf::detail::raise(error);
+    detail::raise_if(detail::cuda_backend()->totals(*cuda_, *double_, *float_, x, y, layout, out));
     return out;
   }
   Totals t;

@@ -6,6 +6,10 @@
 //   // lmf_cuda.cu — the whole file
 //   #include <lmf/torch_cuda.cuh>
 //
+// (It registers itself when the program or shared library is loaded: compile that file into the
+// executable or the shared library itself, not into a static library, whose unreferenced
+// objects the linker drops.)
+//
 // The modules then take float32, float64, float16 and bfloat16 CUDA logits (16-bit ones computed
 // in fp32: lmf::cuda::DeviceLoss<float>), labels on the same device, any strides the CPU path
 // takes. A call runs on the current CUDA stream of the logits' device and waits for it once, to
@@ -59,11 +63,11 @@ class CudaBackendImpl final : public CudaBackend {
   }
 
   /// Runs f(device loss, logits pointer of the CUDA header's type, int64 labels pointer, stream)
-  /// on x's device under the module's lock; returns "" or the error's message (every exception
-  /// is caught here: none leaves code nvcc compiled). int32 labels are widened once on the
-  /// device (N elements), so that the kernels are instantiated for one label type.
+  /// on x's device under the module's lock; returns its outcome, an exception caught on the way
+  /// included. int32 labels are widened once on the device (N elements), so that the kernels are
+  /// instantiated for one label type.
   template <class F>
-  static std::string call(CudaSlot& slot, const Loss<double>& d, const Loss<float>& fl, const at::Tensor& x,
+  static CudaOutcome call(CudaSlot& slot, const Loss<double>& d, const Loss<float>& fl, const at::Tensor& x,
                           const at::Tensor& labels, F&& f) {
     try {
       const c10::cuda::CUDAGuard guard(x.device());
@@ -79,12 +83,12 @@ class CudaBackendImpl final : public CudaBackend {
         case at::kBFloat16:
           return f(device_loss(slot, fl, device), static_cast<const __nv_bfloat16*>(x.data_ptr()), yp, stream);
         default:
-          return lmf::detail::message("CUDA logits must be float32, float64, float16 or bfloat16, got ",
-                                      c10::toString(x.scalar_type()));
+          return {lmf::detail::message("CUDA logits must be float32, float64, float16 or bfloat16, got ",
+                                       c10::toString(x.scalar_type())),
+                  nullptr};
       }
-    } catch (const std::exception& e) {
-      const std::string what = e.what();
-      return what.rfind("lmf: ", 0) == 0 ? what : lmf::detail::message(what);
+    } catch (...) {
+      return {std::string(), std::current_exception()};
     }
   }
 
@@ -95,15 +99,15 @@ class CudaBackendImpl final : public CudaBackend {
     return reinterpret_cast<void*>((p + 255) & ~std::uintptr_t(255));
   }
 
-  /// Waits for the stream: "" or the status's message (a bad label or logit, a CUDA error).
+  /// Waits for the stream: ok, or the status's message (a bad label or logit, a CUDA error).
   template <class T>
-  static std::string outcome(const cuda::DeviceLoss<T>& dev, cudaStream_t stream) {
+  static CudaOutcome outcome(const cuda::DeviceLoss<T>& dev, cudaStream_t stream) {
     const Status s = dev.status(stream);
-    return s ? std::string() : s.message();
+    return {s ? std::string() : s.message(), nullptr};
   }
 
  public:
-  std::string run(CudaSlot& slot, const Loss<double>& d, const Loss<float>& f, const CudaCall& c,
+  CudaOutcome run(CudaSlot& slot, const Loss<double>& d, const Loss<float>& f, const CudaCall& c,
                   at::Tensor& value) const override {
     return call(slot, d, f, c.x, c.y, [&](const auto& dev, const auto* x, const std::int64_t* y, cudaStream_t stream) {
       using T = typename std::decay_t<decltype(dev)>::Scalar;
@@ -120,7 +124,7 @@ class CudaBackendImpl final : public CudaBackend {
     });
   }
 
-  std::string totals(CudaSlot& slot, const Loss<double>& d, const Loss<float>& f, const at::Tensor& xt,
+  CudaOutcome totals(CudaSlot& slot, const Loss<double>& d, const Loss<float>& f, const at::Tensor& xt,
                      const at::Tensor& yt, const Layout& layout, at::Tensor& out) const override {
     return call(slot, d, f, xt, yt, [&](const auto& dev, const auto* x, const std::int64_t* y, cudaStream_t stream) {
       out = at::empty({static_cast<int64_t>(dev.totals_size())}, xt.options().dtype(at::kDouble));

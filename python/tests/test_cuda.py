@@ -66,10 +66,39 @@ def test_16_bit_logits(dtype):
     x16 = x.to(dtype)
     r, rg = run(lambda t, l: reference("lmf", t, l), x16.double(), y)  # the same rounded logits
     v, g = run(f, x16.to(DEV), y.to(DEV))
-    assert v.dtype == dtype and g.dtype == dtype  # the value in the logits' dtype, as torch's losses
+    assert v.dtype == torch.float32 and g.dtype == dtype  # the value in float32, as under autocast
     eps = 2.0 ** -8 if dtype == torch.float16 else 2.0 ** -5  # the gradient's rounding to 16 bits
     assert rel(v.cpu().double(), r) <= eps
     assert rel(g.cpu().double(), rg) <= eps
+
+
+def test_fp16_gradient_is_scaled_before_rounding():
+    # a mean over 20000 rows puts most gradient entries below fp16's normal range; with a
+    # GradScaler-like grad_output of 2^16 they must come out as round(2^16 g), not 2^16 round(g)
+    x, y = batch(n=20000, seed=4)
+    x16 = x.half()
+    xr = x16.double().requires_grad_()
+    reference("lmf", xr, y).backward()
+    want = (xr.grad * 65536.0).half()
+    xd = x16.to(DEV).requires_grad_()
+    v = module("lmf")(xd, y.to(DEV))
+    (v * 65536.0).backward()
+    got = xd.grad.cpu()
+    assert got.dtype == torch.float16 and torch.isfinite(got).all()
+    ulp = (want.float().abs() * 2.0 ** -10).clamp_min(2.0 ** -24)
+    assert ((got.float() - want.float()).abs() <= 2 * ulp).all()
+    assert (got != 0).sum() >= 0.99 * (want != 0).sum()
+
+
+def test_value_only_and_no_grad():
+    x, y = batch(n=300)
+    r, _ = run(lambda t, l: reference("lmf", t, l), x, y)
+    f = module("lmf")
+    v = f(x.to(DEV), y.to(DEV))  # logits without requires_grad: the kernel's value-only path
+    assert v.grad_fn is None and rel(v.cpu(), r) <= 1e-12
+    with torch.no_grad():
+        w = f(x.to(DEV).requires_grad_(), y.to(DEV))
+    assert w.grad_fn is None and torch.equal(v, w)
 
 
 def test_nchw_channels_last_sliced_and_column_major_logits():
@@ -148,8 +177,8 @@ def test_set_class_weights_reaches_the_device():
 
 def test_side_stream():
     x, y = batch(n=4000)
-    f = module("lmf")
-    ref_v, ref_g = run(f, x.to(DEV), y.to(DEV))
+    ref_v, ref_g = run(module("lmf"), x.to(DEV), y.to(DEV))
+    f = module("lmf")  # a new module: its per-class vectors are copied at its first call, on the side stream
     s = torch.cuda.Stream()
     with torch.cuda.stream(s):
         xd, yd = x.to(DEV), y.to(DEV)
@@ -166,7 +195,7 @@ def test_errors_leave_nothing_written():
     xd = x.to(DEV).requires_grad_()
     with pytest.raises(ValueError, match=r"label 7 at row 5 is outside \[0, 7\)"):
         f(xd, bad.to(DEV))
-    assert xd.grad is None
+    assert xd.grad is None  # (the call raised: no graph, no gradient)
     xn = x.clone()
     xn[2, 3] = float("nan")
     with pytest.raises(ValueError, match="row 2, class 3"):

@@ -9,6 +9,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -28,9 +29,8 @@ struct CudaSlot {
 /// One call on CUDA tensors: logits x (float32, float64, float16 or bfloat16) read through
 /// `layout`, labels y (int64 or int32, contiguous, on x's device).
 ///
-/// The backend reports errors by returning lmf's message, never by throwing: lmf::Error is
-/// raised on the host compiler's side of the seam (lmf/torch.hpp), so no exception unwinds
-/// through code nvcc compiled.
+/// The backend returns its outcome instead of throwing (CudaOutcome), and lmf/torch.hpp raises
+/// it before the autograd node is made (see Fused there).
 struct CudaCall {
   const at::Tensor& x;
   const at::Tensor& y;
@@ -41,17 +41,25 @@ struct CudaCall {
   std::vector<int64_t> row_shape;  ///< (N, d1, ...)
 };
 
+/// A call's outcome: ok, lmf's message for bad input (raised as lmf::Error), or another exception
+/// (out of memory, a CUDA error inside PyTorch) to rethrow as it was.
+struct CudaOutcome {
+  std::string message;
+  std::exception_ptr exception;
+  bool ok() const { return message.empty() && !exception; }
+};
+
 class CudaBackend {
  public:
   virtual ~CudaBackend() = default;
   /// The value (float32 for x of 16 or 32 bits, float64 for double; 0-dim or row_shape) into
   /// `value` and, if call.grad is defined, the gradient written into it, on the current stream of
-  /// x's device. Waits for that stream and returns "" if the input was valid, else the message an
-  /// lmf::Error carries on the CPU (grad and value then not written).
-  virtual std::string run(CudaSlot& slot, const Loss<double>& d, const Loss<float>& f, const CudaCall& call,
+  /// x's device. Waits for that stream; for bad input the outcome carries the message an
+  /// lmf::Error carries on the CPU, and grad and value are not written.
+  virtual CudaOutcome run(CudaSlot& slot, const Loss<double>& d, const Loss<float>& f, const CudaCall& call,
                           at::Tensor& value) const = 0;
-  /// This shard's totals into `out` (float64, totals_size entries, on x's device); returns as run.
-  virtual std::string totals(CudaSlot& slot, const Loss<double>& d, const Loss<float>& f, const at::Tensor& x,
+  /// This shard's totals into `out` (float64, totals_size entries, on x's device); outcome as run.
+  virtual CudaOutcome totals(CudaSlot& slot, const Loss<double>& d, const Loss<float>& f, const at::Tensor& x,
                              const at::Tensor& y, const Layout& layout, at::Tensor& out) const = 0;
 };
 
