@@ -17,8 +17,29 @@ import lmf_torch
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 import make_golden as ref  # noqa: E402
 
-torch.set_default_dtype(torch.float32)
-torch.set_num_threads(1)
+torch.set_default_dtype(torch.float32)  # (make_golden sets float64)
+
+
+def training_steps(C, n, dtype=torch.float32, device="cpu"):
+    """The two sides of the comparison on one batch (n x C, LMF with counts 5000 / (1 + c)), each
+    doing a training step's work: a leaf copy of the logits, the loss, backward."""
+    counts = [max(1, 5000 // (1 + c)) for c in range(C)]
+    # margins in the logits' dtype (float64 margins would promote the torch path)
+    m = torch.as_tensor(ref.margins(counts, 0.5), dtype=dtype, device=device)
+    g = torch.Generator(device=device).manual_seed(C)
+    x = torch.randn(n, C, generator=g, device=device, dtype=torch.float32).to(dtype)
+    y = torch.randint(0, C, (n,), generator=g, device=device)
+    mine = lmf_torch.LMFLoss(counts)
+
+    def torch_ops():
+        xr = x.clone().requires_grad_()
+        (ref.ldam(xr, y, m, 30.0, None, -100, "mean") + ref.focal(xr, y, 2.0, None, -100, "mean")).backward()
+
+    def lmf_op():
+        xl = x.clone().requires_grad_()
+        mine(xl, y).backward()
+
+    return torch_ops, lmf_op
 
 
 def timed(f, reps):
@@ -42,26 +63,17 @@ def cpu_model():
     return platform.processor()
 
 
-print(f"CPU: {cpu_model()}; torch {torch.__version__}, 1 thread; LMF (LDAM s 30 + focal gamma 2), float32, "
-      "forward + backward, N*C = 2^20")
-print("| C | PyTorch ops ms | lmf_torch ms | speed-up |\n|---|---|---|---|")
-for C in (2, 10, 100, 1000):
-    n = (1 << 20) // C
-    counts = [max(1, 5000 // (1 + c)) for c in range(C)]
-    m = ref.margins(counts, 0.5).astype("float32")  # (float64 margins would promote the torch path)
-    g = torch.Generator().manual_seed(C)
-    x = torch.randn(n, C, generator=g)
-    y = torch.randint(0, C, (n,), generator=g)
-    mine = lmf_torch.LMFLoss(counts)
+def main():
+    torch.set_num_threads(1)
+    print(f"CPU: {cpu_model()}; torch {torch.__version__}, 1 thread; LMF (LDAM s 30 + focal gamma 2), float32, "
+          "forward + backward, N*C = 2^20")
+    print("| C | PyTorch ops ms | lmf_torch ms | speed-up |\n|---|---|---|---|")
+    for C in (2, 10, 100, 1000):
+        torch_ops, lmf_op = training_steps(C, (1 << 20) // C)
+        reps = 20 if C >= 10 else 10
+        a, b = timed(torch_ops, reps), timed(lmf_op, reps)
+        print(f"| {C} | {a * 1e3:.2f} | {b * 1e3:.2f} | {a / b:.1f}x |")
 
-    def torch_ops():
-        xr = x.clone().requires_grad_()
-        (ref.ldam(xr, y, m, 30.0, None, -100, "mean") + ref.focal(xr, y, 2.0, None, -100, "mean")).backward()
 
-    def lmf_op():
-        xl = x.clone().requires_grad_()
-        mine(xl, y).backward()
-
-    reps = 20 if C >= 10 else 10
-    a, b = timed(torch_ops, reps), timed(lmf_op, reps)
-    print(f"| {C} | {a * 1e3:.2f} | {b * 1e3:.2f} | {a / b:.1f}x |")
+if __name__ == "__main__":
+    main()

@@ -8,15 +8,15 @@ Run: PYTHONPATH=$(bash scripts/torch.sh | tail -1) python3 python/bench_cuda.py
 """
 import argparse
 import os
-import statistics
 import sys
 
 import torch
 
 import lmf_torch
+from bench import training_steps  # the same two sides as the CPU bench (python/bench.py)
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
-import make_golden as ref  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "bench"))
+from torch_gpu import median_ms  # noqa: E402  (CUDA-event timing, as bench/torch_gpu.py)
 
 p = argparse.ArgumentParser()
 p.add_argument("--elements", type=int, default=1 << 24)
@@ -24,43 +24,12 @@ p.add_argument("--reps", type=int, default=20)
 args = p.parse_args()
 if not torch.cuda.is_available() or not lmf_torch.cuda_built():
     sys.exit("bench_cuda.py: needs a CUDA device and lmf_torch built with CUDA")
-torch.set_default_dtype(torch.float32)
-dev = torch.device("cuda")
-
-
-def timed(f):
-    f()
-    times = []
-    for _ in range(args.reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        f()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b))
-    return statistics.median(times)
-
 
 print(f"GPU: {torch.cuda.get_device_name()}; torch {torch.__version__}; LMF (LDAM s 30 + focal gamma 2), "
       f"forward + backward, N*C = {args.elements}")
 print("| dtype | C | PyTorch ops ms | lmf_torch ms | speed-up |\n|---|---|---|---|---|")
 for dtype in (torch.float32, torch.bfloat16):
     for C in (2, 10, 100, 1000, 32768):
-        n = args.elements // C
-        counts = [max(1, 5000 // (1 + c)) for c in range(C)]
-        m = torch.as_tensor(ref.margins(counts, 0.5), dtype=dtype, device=dev)
-        g = torch.Generator(device=dev).manual_seed(C)
-        x = torch.randn(n, C, generator=g, device=dev).to(dtype)
-        y = torch.randint(0, C, (n,), generator=g, device=dev)
-        mine = lmf_torch.LMFLoss(counts)
-
-        def torch_ops():
-            xr = x.clone().requires_grad_()
-            (ref.ldam(xr, y, m, 30.0, None, -100, "mean") + ref.focal(xr, y, 2.0, None, -100, "mean")).backward()
-
-        def lmf_op():
-            xl = x.clone().requires_grad_()
-            mine(xl, y).backward()
-
-        a, b = timed(torch_ops), timed(lmf_op)
+        torch_ops, lmf_op = training_steps(C, args.elements // C, dtype, "cuda")
+        a, b = median_ms(torch_ops, args.reps), median_ms(lmf_op, args.reps)
         print(f"| {str(dtype)[6:]} | {C} | {a:.3f} | {b:.3f} | {a / b:.1f}x |", flush=True)
