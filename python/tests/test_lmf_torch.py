@@ -317,3 +317,14 @@ def test_simd_isa_is_chosen_at_run_time():
     assert lmf_torch.cpu_simd_isa() in ("avx512", "avx2", "sse2", "generic128")
     if "LMF_SIMD_ISA" not in os.environ:
         assert lmf_torch.simd_isa() == lmf_torch.cpu_simd_isa()
+
+
+def test_forward_mode_ad_is_an_error():
+    # lmf computes the gradient in forward, not a jvp: a dual tensor must not lose its tangent silently
+    import torch.autograd.forward_ad as fwAD
+
+    x, y = batch(n=8)
+    with fwAD.dual_level():
+        dual = fwAD.make_dual(x, torch.ones_like(x))
+        with pytest.raises(ValueError, match="forward-mode AD"):
+            module("lmf")(dual, y)
