@@ -217,4 +217,27 @@ TEST_CASE("a subnormal class weight turns the flush off (it would be read as 0)"
   }
 }
 
+TEMPLATE_TEST_CASE("any_subnormal finds exactly the subnormal numbers", "[fp_env]", float, double) {
+  // (it works on the bits, so that it vectorizes: the boundaries of the subnormal range)
+  using T = TestType;
+  using L = std::numeric_limits<T>;
+  const T quiet = L::quiet_NaN(), inf = L::infinity();
+  const T not_subnormal[] = {T(0), -T(0), L::min(), -L::min(), L::max(), -L::max(), inf, -inf, quiet, -quiet, T(1)};
+  const T subnormal[] = {L::denorm_min(), -L::denorm_min(), L::min() - L::denorm_min(), -(L::min() - L::denorm_min()),
+                         L::min() / T(2)};
+  std::vector<T> v(std::begin(not_subnormal), std::end(not_subnormal));
+  REQUIRE_FALSE(lmf::detail::any_subnormal(v.data(), Index(v.size())));
+  REQUIRE_FALSE(lmf::detail::any_subnormal<T>(nullptr, 3));
+  for (T s : subnormal) {
+    INFO("subnormal " << s);
+    REQUIRE(lmf::detail::is_subnormal(s));
+    for (std::size_t at : {std::size_t(0), v.size() / 2, v.size()}) {
+      std::vector<T> w = v;
+      w.insert(w.begin() + std::ptrdiff_t(at), s);
+      REQUIRE(lmf::detail::any_subnormal(w.data(), Index(w.size())));
+    }
+  }
+  for (T x : not_subnormal) REQUIRE_FALSE(lmf::detail::is_subnormal(x));
+}
+
 #endif  // LMF_HAS_MXCSR (elsewhere nothing is flushed and nothing is registered here)
