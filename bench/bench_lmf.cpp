@@ -1,5 +1,6 @@
 // lmf's benchmarks: the fast path, the scalar reference kernel, a naive Eigen version, and the
-// memory floor (memcpy of the logits into the gradient buffer), for N * C ~ 4M logits.
+// memory floor (memcpy of the logits into the gradient buffer), for N * C ~ 4M logits; and the
+// compute floors: the fast path on a batch that stays in cache, and the exponential alone.
 // libtorch runs in bench_torch.cpp (a separate binary: it links libtorch). bench/run.py runs
 // both and prints ns/logit and the ratios.
 #include "common.hpp"
@@ -51,9 +52,11 @@ void bm_sigmoid(benchmark::State& state, Index c) {
   set_logits(state, b.n, c);
 }
 
+/// rows = 0: N * C ~ 4M logits (rows_for); else that many rows (the in-cache benchmarks).
 template <class T>
-void bm_lmf(benchmark::State& state, Which which, Index c, lmf::Kernel kernel, bool gradient, int threads) {
-  Batch<T> b(c);
+void bm_lmf(benchmark::State& state, Which which, Index c, lmf::Kernel kernel, bool gradient, int threads,
+            Index rows = 0) {
+  Batch<T> b(c, Logits::normal2, rows);
   lmf::Loss<T> loss = make<T>(which, c);
   loss.set_kernel(kernel);
   loss.set_threads(threads);
@@ -130,6 +133,22 @@ void bm_naive_eigen(benchmark::State& state, Index c, bool gradient) {
   set_logits(state, n, c);
 }
 
+/// The throughput floor of one exponential per logit: lmf's fast_exp over 32K logits in cache,
+/// each result stored and summed (the least a softmax term's sweep does per logit), in the
+/// instruction set lmf's kernels run on.
+template <class T>
+void bm_exp_floor(benchmark::State& state, Index c) {
+  Batch<T> b(c, Logits::normal2, cached_rows_for(c));
+  const Index n = b.x.size() - b.x.size() % 16;
+  for (Index i = 0; i < n; ++i) b.x.data()[i] = -std::abs(b.x.data()[i]);  // exponents <= 0, as in the kernels
+  for (auto _ : state) {
+    T s = lmf::detail::isa_exp_floor(b.x.data(), b.g.data(), n);
+    benchmark::DoNotOptimize(s);
+    benchmark::ClobberMemory();
+  }
+  set_logits(state, n, 1);
+}
+
 template <class T>
 void bm_memcpy(benchmark::State& state, Index c) {
   Batch<T> b(c);
@@ -147,19 +166,25 @@ void register_all(const char* type, const std::vector<Index>& classes, bool ever
     for (bool grad : {true, false}) {
       const std::string g = grad ? "value_and_gradient" : "value";
       benchmark::RegisterBenchmark(("lmf_fast/LMF/" + g + suffix).c_str(), bm_lmf<T>, Which::lmf_loss, c,
-                                   lmf::Kernel::automatic, grad, 1);
+                                   lmf::Kernel::automatic, grad, 1, 0);
       benchmark::RegisterBenchmark(("lmf_scalar/LMF/" + g + suffix).c_str(), bm_lmf<T>, Which::lmf_loss, c,
-                                   lmf::Kernel::scalar, grad, 1);
+                                   lmf::Kernel::scalar, grad, 1, 0);
       benchmark::RegisterBenchmark(("naive_eigen/LMF/" + g + suffix).c_str(), bm_naive_eigen<T>, c, grad);
     }
     if (everything) {
       for (Which w : {Which::ce, Which::focal, Which::ldam, Which::la, Which::bs, Which::vs, Which::ce_smooth,
                       Which::focal_drw})
         benchmark::RegisterBenchmark((std::string("lmf_fast/") + name(w) + "/value_and_gradient" + suffix).c_str(),
-                                     bm_lmf<T>, w, c, lmf::Kernel::automatic, true, 1);
+                                     bm_lmf<T>, w, c, lmf::Kernel::automatic, true, 1, 0);
       benchmark::RegisterBenchmark(("lmf_fast/SigmoidFocal/value_and_gradient" + suffix).c_str(), bm_sigmoid<T>, c);
       benchmark::RegisterBenchmark(("lmf_fast_2threads/LMF/value_and_gradient" + suffix).c_str(), bm_lmf<T>,
-                                   Which::lmf_loss, c, lmf::Kernel::automatic, true, 2);
+                                   Which::lmf_loss, c, lmf::Kernel::automatic, true, 2, 0);
+      // the compute floors: the same calls on a batch that stays in cache, and the exponential
+      for (Which w : {Which::lmf_loss, Which::ce})
+        benchmark::RegisterBenchmark((std::string("lmf_incache/") + name(w) + "/value_and_gradient" + suffix).c_str(),
+                                     bm_lmf<T>, w, c, lmf::Kernel::automatic, true, 1, cached_rows_for(c));
+      if (c == classes.back())
+        benchmark::RegisterBenchmark(("exp_floor/exp/one_per_logit" + suffix).c_str(), bm_exp_floor<T>, c);
 #if LMF_HAS_MXCSR
       if (c == 2 || c == 10 || c == 1000)
         for (Logits kind : {Logits::untrained, Logits::trained})

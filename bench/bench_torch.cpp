@@ -1,6 +1,6 @@
 // The peer: libtorch 1.13 running the same losses in torch ops, the way the published PyTorch
 // code writes them — forward, then autograd backward for the gradient — on one thread, on the
-// same batches as bench_lmf (N * C ~ 4M logits, row-major).
+// same batches as bench_lmf (N * C ~ 4M logits, row-major; and ~32K, a training step's batch).
 #include "common.hpp"
 
 #include <lmf/torch.hpp>
@@ -25,10 +25,11 @@ torch::Tensor focal(const torch::Tensor& x, const torch::Tensor& y, double gamma
   return (torch::pow(1 - pt, gamma) * ce).mean();
 }
 
+/// rows = 0: N * C ~ 4M logits (rows_for); else that many rows (the in-cache batch).
 template <class T>
-void bm_torch(benchmark::State& state, Which which, Index c, bool gradient) {
+void bm_torch(benchmark::State& state, Which which, Index c, bool gradient, Index rows) {
   torch::set_num_threads(1);
-  Batch<T> b(c);
+  Batch<T> b(c, Logits::normal2, rows);
   const auto dtype = sizeof(T) == 4 ? torch::kFloat32 : torch::kFloat64;
   torch::Tensor x = torch::from_blob(b.x.data(), {b.n, c}, dtype).clone();
   torch::Tensor y = torch::from_blob(b.y.data(), {b.n}, torch::kInt32).to(torch::kInt64);
@@ -154,10 +155,16 @@ void register_all(const char* type, const std::vector<Index>& classes, bool ever
     const std::string suffix = name_suffix(type, c);
     for (bool grad : {true, false}) {
       const std::string g = grad ? "value_and_gradient" : "value";
-      benchmark::RegisterBenchmark(("libtorch/LMF/" + g + suffix).c_str(), bm_torch<T>, Which::lmf_loss, c, grad)
+      benchmark::RegisterBenchmark(("libtorch/LMF/" + g + suffix).c_str(), bm_torch<T>, Which::lmf_loss, c, grad,
+                                   Index(0))
           ->Unit(benchmark::kMillisecond)
           ->MinTime(1.0);
     }
+    // a training step's batch: N * C ~ 32K logits, as bench_lmf's lmf_incache
+    if (everything)
+      benchmark::RegisterBenchmark(("libtorch_incache/LMF/value_and_gradient" + suffix).c_str(), bm_torch<T>,
+                                   Which::lmf_loss, c, true, cached_rows_for(c))
+          ->MinTime(0.5);
     benchmark::RegisterBenchmark(("lmf::libtorch/LMF/value_and_gradient" + suffix).c_str(), bm_module<T>, c)
         ->Unit(benchmark::kMillisecond)
         ->MinTime(1.0);
@@ -174,7 +181,7 @@ void register_all(const char* type, const std::vector<Index>& classes, bool ever
       for (Which w : {Which::ce, Which::focal, Which::ldam, Which::la, Which::bs, Which::vs, Which::ce_smooth,
                       Which::sigmoid})
         benchmark::RegisterBenchmark((std::string("libtorch/") + name(w) + "/value_and_gradient" + suffix).c_str(),
-                                     bm_torch<T>, w, c, true)
+                                     bm_torch<T>, w, c, true, Index(0))
             ->Unit(benchmark::kMillisecond)
             ->MinTime(1.0);
   }

@@ -357,6 +357,12 @@ bool isa_all_within(const T* x, Index n, T limit) {
   LMF_ISA_DISPATCH(active_isa(), all_within_serial(x, n, limit));
 }
 
+/// sweeps_simd.hpp's exp_floor in the active set (bench/ only).
+template <class T>
+T isa_exp_floor(const T* x, T* e, Index n) {
+  LMF_ISA_DISPATCH(active_isa(), exp_floor(x, e, n));
+}
+
 template <class T>
 Accum isa_sigmoid_line(const SigmoidParams<T>& p, const T* x, const T* t, T* g, T* v, Index n, const T* w, T wc,
                        bool simd_ok, Index sx, Index st, Index sg, Index sv) {

@@ -1,6 +1,6 @@
 // lmf/cpu/sweeps_simd.hpp — the SIMD sweeps outside the softmax kernels: the logit range check
-// of validation (validate.hpp) and the sigmoid focal loss's line kernel and input check
-// (sigmoid.hpp).
+// of validation (validate.hpp), the sigmoid focal loss's line kernel and input check
+// (sigmoid.hpp), and the exponential's throughput floor that bench/ measures.
 //
 // Re-included once per instruction set by isa_kernels.hpp (inside its namespace and target
 // region, after simd_layer.hpp and simd_math.hpp): no include guard, no includes.
@@ -20,6 +20,22 @@ bool all_within_serial(const T* x, Index n, T limit) {
   bool result = simd::all(ok);
   for (; i < n; ++i) result &= std::abs(x[i]) <= limit;
   return result;
+}
+
+/// e_i = exp(x_i) by the kernels' fast_exp, n a multiple of the SIMD width; returns the sum. Not
+/// used by the losses: bench/ times it on data in cache as the throughput floor of one
+/// exponential per logit, the unit in which docs/performance.md states the kernels' limits.
+template <class T>
+T exp_floor(const T* x, T* e, Index n) {
+  using B = simd::batch<T>;
+  constexpr Index W = simd::width<T>();
+  B sum(T(0));
+  for (Index i = 0; i + W <= n; i += W) {
+    const B v = simd::fast_exp(B::load_unaligned(x + i));
+    v.store_unaligned(e + i);
+    sum += v;
+  }
+  return simd::hadd(sum);
 }
 
 /// One line: n elements at x, t (and g, v), weights per element (w, LineMode::rows) or one weight
