@@ -5,6 +5,10 @@
 
 #include <lmf/cpu/fp_env.hpp>
 
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
 #if LMF_HAS_MXCSR
 #include <xmmintrin.h>
 
@@ -222,7 +226,15 @@ TEMPLATE_TEST_CASE("any_subnormal finds exactly the subnormal numbers", "[fp_env
   using T = TestType;
   using L = std::numeric_limits<T>;
   const T quiet = L::quiet_NaN(), inf = L::infinity();
-  const T not_subnormal[] = {T(0), -T(0), L::min(), -L::min(), L::max(), -L::max(), inf, -inf, quiet, -quiet, T(1)};
+  // a NaN whose payload is the lowest mantissa bit (the bit test subtracts 1 from the magnitude)
+  using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+  const U low_payload_bits = U((~U(0) >> 1) - ((U(1) << (L::digits - 1)) - 1) + 1);  // exponent all ones, mantissa 1
+  T low_payload;
+  std::memcpy(&low_payload, &low_payload_bits, sizeof low_payload);
+  REQUIRE(std::isnan(low_payload));
+  const T not_subnormal[] = {T(0),  -T(0), L::min(),        -L::min(),   L::max(),     -L::max(), inf,
+                             -inf,  quiet, -quiet,          T(1),        low_payload,  -low_payload,
+                             L::signaling_NaN()};
   const T subnormal[] = {L::denorm_min(), -L::denorm_min(), L::min() - L::denorm_min(), -(L::min() - L::denorm_min()),
                          L::min() / T(2)};
   std::vector<T> v(std::begin(not_subnormal), std::end(not_subnormal));
