@@ -161,6 +161,7 @@ Status evaluate(const LossSpec<T>& spec, Reduction reduction, const T* x, const 
   k.row_values = out.row_values;
   k.row_values_stride = out.row_values_stride;
   k.row_max = row_max.data();
+  k.logits_checked = writes;
   std::array<Accum, kMaxTerms> sums{};
   const BlockRun run = run_blocks(k, kernel, spec.threads, sums);
   if (Status s = block_status(run, spec, x, lx, labels, label_stride, limit); !s) return s;

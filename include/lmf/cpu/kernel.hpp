@@ -35,6 +35,9 @@ struct KernelArgs {
   /// counted row i, found by the validation pass (row_maxima); null: the kernel sweeps each row
   /// for them (and checks its logits)
   const T* row_max = nullptr;
+  /// true: validation has checked every counted row's logits against `limit` before this call
+  /// (dispatch.hpp, step 4, whenever outputs are written); the lanes kernel then skips its check
+  bool logits_checked = false;
 };
 
 /// The loss's parameters as the kernel sees them (the reduction already turned into scales).

@@ -127,6 +127,8 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
   T* etile = scratch + 2 * C * R;  // n_terms x C x R exponentials
   const B zero(T(0)), one(T(1)), neg_inf(-std::numeric_limits<T>::infinity()), limit(k.limit);
   bool ok = true;
+  bool any_smooth = false;
+  for (int t = 0; t < k.n_terms; ++t) any_smooth |= k.terms[t].smooth != T(0);
 
   // per-lane partial sums, one set per group (epilogue_simd.hpp), added in lane order at the end
   LaneSums<T> lane_sums[G];
@@ -184,16 +186,24 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
               .store_aligned(tile + c * R + g * W);
     }
     // X = max over the non-target logits and x_y, per lane; every counted logit within the limit
-    for (Index c = 0; c < C; ++c) {
-      for (Index g = 0; g < G; ++g) {
-        const B v = B::load_aligned(tile + c * R + g * W);
-        bad = bad || (counted[g] && !(simd::abs(v) <= limit));
-        const M is_y = yv[g] == B(T(c));
-        X[g] = simd::max(X[g], simd::select(is_y, neg_inf, v));
-        xy[g] = simd::select(is_y, v, xy[g]);
+    // (unless validation has checked them)
+    auto maxima = [&](auto check) {
+      for (Index c = 0; c < C; ++c) {
+        for (Index g = 0; g < G; ++g) {
+          const B v = B::load_aligned(tile + c * R + g * W);
+          if (check) bad = bad || (counted[g] && !(simd::abs(v) <= limit));
+          const M is_y = yv[g] == B(T(c));
+          X[g] = simd::max(X[g], simd::select(is_y, neg_inf, v));
+          xy[g] = simd::select(is_y, v, xy[g]);
+        }
       }
+    };
+    if (k.logits_checked) {
+      maxima(std::false_type());
+    } else {
+      maxima(std::true_type());
+      ok &= !simd::any(bad);
     }
-    ok &= !simd::any(bad);
 
     B row_value[G], gy_total[G], kk[kMaxTerms][G];
     for (Index g = 0; g < G; ++g) row_value[g] = gy_total[g] = zero;
@@ -266,8 +276,7 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
         sweep(p.a != nullptr, p.b != nullptr, p.smooth != T(0), grad);
       }
       const T tw = k.term_weights ? k.term_weights[t] : T(1);
-      for (Index g = 0; g < G; ++g)
-        kk[t][g] = term_epilogue(p, t, tw, ylane + g * W, counted[g], xy[g], q[g], in[g], row_value[g], gy_total[g], lane_sums[g]);
+      term_epilogue<G>(p, t, tw, ylane, counted, xy, q, in, row_value, gy_total, lane_sums, kk[t]);
     }
     if (k.row_values) {
       for (Index g = 0; g < G; ++g) {
@@ -282,7 +291,7 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
     // exact target entry, zero on ignored rows
     for (Index c = 0; c < C; ++c) {
       T smooth_c = T(0);
-      for (int t = 0; t < k.n_terms; ++t) {
+      for (int t = 0; any_smooth && t < k.n_terms; ++t) {
         const TermParams<T>& p = k.terms[t];
         if (p.smooth != T(0)) smooth_c += p.smooth_grad * (p.w ? p.w[c] : T(1)) * (p.a ? p.a[c] : T(1));
       }

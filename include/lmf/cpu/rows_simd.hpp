@@ -320,8 +320,10 @@ bool rows_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, T
       sums_t.wd = lanes([t](const Row& r) { return r.wd_sum[t]; }, T(0));
       sums_t.y_ref = lanes([t](const Row& r) { return r.refs[t].y_ref ? T(1) : T(0); }, T(1)) != B(T(0));
       const T tw = k.term_weights ? k.term_weights[t] : T(1);
-      term_epilogue(p, t, tw, y, counted, xyv, label_params(p, y), sums_t, row_value, gy_total, lane_sums)
-          .store_aligned(kk[t]);
+      const LabelParams<T> q = label_params(p, y);
+      B kt;
+      term_epilogue<1>(p, t, tw, y, &counted, &xyv, &q, &sums_t, &row_value, &gy_total, &lane_sums, &kt);
+      kt.store_aligned(kk[t]);
     }
     gy_total.store_aligned(gy);
     if (k.row_values) {

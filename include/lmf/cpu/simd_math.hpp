@@ -15,7 +15,7 @@ constexpr Index width() {
 
 namespace detail_lanes {
 template <class T, class F, std::size_t... J>
-batch<T> make(F&& f, std::index_sequence<J...>) {
+LMF_ALWAYS_INLINE batch<T> make(F&& f, std::index_sequence<J...>) {
   return batch<T>(typename batch<T>::raw{static_cast<T>(f(Index(J)))...});
 }
 }  // namespace detail_lanes
@@ -23,7 +23,7 @@ batch<T> make(F&& f, std::index_sequence<J...>) {
 /// The batch {f(0), f(1), ..., f(W-1)}, built in registers. (Writing the lanes to memory one by
 /// one and loading them as a vector would stall on store forwarding.)
 template <class T, class F>
-batch<T> lanes_from(F&& f) {
+LMF_ALWAYS_INLINE batch<T> lanes_from(F&& f) {
   return detail_lanes::make<T>(f, std::make_index_sequence<batch<T>::size>());
 }
 
