@@ -312,3 +312,54 @@ TEMPLATE_TEST_CASE("the SIMD layer's log, log1p and expm1 are within 2-3 ulp", "
     CHECK(e_log1p <= 2.0);
   }
 }
+
+TEMPLATE_TEST_CASE("the kernels' exponentials fast_exp and fast_exp2 are within 2 ulp (float), 3 (double), and clamp", "[numerics][simd]",
+                   float, double) {
+  using T = TestType;
+  namespace simd = lmf::detail::sse2::simd;
+  using B = simd::batch<T>;
+  constexpr bool is_float = sizeof(T) == 4;
+  // fast_exp: the epilogue's e^dy and the focal modulation, arguments in [log(min normal), 87 / 708]
+  const T lo_e = is_float ? T(-87.33) : T(-708.39), hi_e = is_float ? T(87.0) : T(708.0);
+  // fast_exp2: the sweeps' exponents in base-2 units, in [-126, 126] ([-1022, 1022])
+  const T lo_2 = is_float ? T(-126) : T(-1022), hi_2 = -lo_2;
+  std::mt19937 gen(11);
+  auto spread = [&](T lo, T hi) {
+    std::uniform_real_distribution<double> u{double(lo), double(hi)};
+    std::vector<T> xs;
+    for (int i = 0; i < 100000; ++i) xs.push_back(static_cast<T>(u(gen)));
+    for (T v : log_spread<T>(-40, 3, 20000, 13)) xs.push_back(-v);  // near 0, where r = x
+    for (T v : {T(0), T(-0.5), T(0.5), std::nextafter(T(-0.5), T(0)), std::nextafter(T(0.5), T(1)), T(-1), T(1),
+                T(-100.5), lo, hi})
+      if (v >= lo && v <= hi) xs.push_back(v);
+    return xs;
+  };
+  const double e_exp = worst_ulp<T>(spread(lo_e, hi_e), [](const B& x) { return simd::fast_exp(x); },
+                                    [](long double x) { return std::exp(x); });
+  // (double: the Taylor series' remainder at |r| = ln2 / 2 is 1.5 ulp of it)
+  WARN("fast_exp: worst " << e_exp << " ulp");
+  CHECK(e_exp <= (is_float ? 2.0 : 3.0));
+  std::vector<T> us = spread(lo_2, hi_2);
+  for (int n = -20; n <= 20; ++n)  // both sides of integers and of half-integers (where n's rounding flips)
+    for (T d : {T(0), T(0.5)})
+      for (T v : {T(n) + d, std::nextafter(T(n) + d, T(-1e9)), std::nextafter(T(n) + d, T(1e9))}) us.push_back(v);
+  const double e_exp2 = worst_ulp<T>(us, [](const B& x) { return simd::fast_exp2(x); },
+                                     [](long double x) { return std::exp2(x); });
+  WARN("fast_exp2: worst " << e_exp2 << " ulp");
+  CHECK(e_exp2 <= (is_float ? 2.0 : 3.0));
+  // the clamps: never 0, subnormal, infinite or NaN; NaN goes to the low end
+  alignas(64) T out[B::size];
+  for (T v : {T(-1e4), -std::numeric_limits<T>::infinity(), std::numeric_limits<T>::quiet_NaN()}) {
+    simd::fast_exp2(B(v)).store_aligned(out);
+    CHECK(out[0] == std::numeric_limits<T>::min());
+    simd::fast_exp(B(v)).store_aligned(out);
+    CHECK(out[0] >= std::numeric_limits<T>::min());
+    CHECK(out[0] <= T(1.01) * std::numeric_limits<T>::min());  // (e^-87.33 = 1.0065 x the smallest normal)
+  }
+  for (T v : {T(1e4), std::numeric_limits<T>::infinity()}) {
+    simd::fast_exp2(B(v)).store_aligned(out);
+    CHECK(out[0] == std::ldexp(T(1), -lo_2));
+    simd::fast_exp(B(v)).store_aligned(out);
+    CHECK(std::isfinite(out[0]));
+  }
+}

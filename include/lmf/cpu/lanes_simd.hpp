@@ -209,7 +209,7 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
     for (Index g = 0; g < G; ++g) row_value[g] = gy_total[g] = zero;
     for (int t = 0; t < k.n_terms; ++t) {
       const TermParams<T>& p = k.terms[t];
-      const B s(p.s);
+      const B s(p.s), s2(simd::exponent_scale(p.s));
       const bool adjusted = p.a || p.b;
       LabelParams<T> q[G];
       TermSums<T> in[G];
@@ -257,9 +257,9 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
             const B v = B::load_aligned(tile + c * R + g * W);
             // (the target's lane is computed and then ignored: without its margin; the epilogue
             // takes e_y from dy, and the gradient tile's target entry is set from its formula)
-            B dexp = s * (((has_a ? ac * v : v) - ax_ref[g]) + delta[g]);
-            if (has_b) dexp += bc - b_ref[g];
-            const B e = simd::fast_exp(dexp);
+            B dexp = s2 * (((has_a ? ac * v : v) - ax_ref[g]) + delta[g]);  // (base-2 units)
+            if (has_b) dexp = simd::fma(bc - b_ref[g], B(simd::kLog2e<T>), dexp);
+            const B e = simd::fast_exp2(dexp);
             in[g].others += simd::select(!is_y, e, zero);  // the reference's own e = 1 included
             if (smooth) in[g].wd = simd::fma(wc, simd::select(is_y, zero, dexp), in[g].wd);  // (the target's in the epilogue)
             if (grad) (has_a ? ac * e : e).store_aligned(e_out + c * R + g * W);
@@ -274,6 +274,8 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
         else sweep(no(), no(), no(), no());
       } else {  // the family's terms: one instantiation with run-time flags
         sweep(p.a != nullptr, p.b != nullptr, p.smooth != T(0), grad);
+        if (p.smooth != T(0))
+          for (Index g = 0; g < G; ++g) in[g].wd *= B(simd::kLn2<T>);  // (back to natural units)
       }
       const T tw = k.term_weights ? k.term_weights[t] : T(1);
       term_epilogue<G>(p, t, tw, ylane, counted, xy, q, in, row_value, gy_total, lane_sums, kk[t]);

@@ -48,7 +48,7 @@ void exp_sweep(const TermParams<T>* p, const RowRef<T>* ref, const T* x, Index C
   const T *a[NT], *b[NT], *w[NT];
   bool smooth[NT];
   for (int t = 0; t < NT; ++t) {
-    s[t] = B(p[t].s), r[t] = B(ref[t].ax_ref), dv[t] = B(ref[t].delta), bref[t] = B(ref[t].b_ref);
+    s[t] = B(simd::exponent_scale(p[t].s)), r[t] = B(ref[t].ax_ref), dv[t] = B(ref[t].delta), bref[t] = B(ref[t].b_ref);
     sum[t] = zero, wd[t] = zero;
     a[t] = p[t].a, b[t] = p[t].b, w[t] = p[t].w, smooth[t] = p[t].smooth != T(0);
   }
@@ -62,9 +62,9 @@ void exp_sweep(const TermParams<T>* p, const RowRef<T>* ref, const T* x, Index C
       } else {
         const B av = a[t] ? load(a[t], T(1)) * v : v;
         d = s[t] * ((av - r[t]) + dv[t]);
-        if (b[t]) d += load(b[t], T(0)) - bref[t];
+        if (b[t]) d = simd::fma(load(b[t], T(0)) - bref[t], B(simd::kLog2e<T>), d);
       }
-      const B e = simd::fast_exp(d);
+      const B e = simd::fast_exp2(d);
       if constexpr (decltype(masked)::value) {
         sum[t] += simd::select(keep, e, zero);
       } else {
@@ -105,7 +105,7 @@ void exp_sweep(const TermParams<T>* p, const RowRef<T>* ref, const T* x, Index C
   }
   for (int t = 0; t < NT; ++t) {
     others[t] = simd::hadd(sum[t]);
-    wd_out[t] = Plain ? T(0) : simd::hadd(wd[t]);
+    wd_out[t] = Plain ? T(0) : simd::hadd(wd[t]) * simd::kLn2<T>;  // (back to natural units)
   }
 }
 

@@ -37,7 +37,8 @@ batch<T> clamp_nan_low(const batch<T>& x, T lo, T hi) {
 
 /// exp(x) for the kernels' exponents z_c - z_k (<= 0 up to rounding): Cody-Waite reduction
 /// x = n ln2 + r, |r| <= ln2/2, a polynomial for e^r (Cephes' minimax for float, the Taylor
-/// series to r^12 for double: both within 1-2 ulp), and 2^n put into the exponent bits.
+/// series to r^12 for double), and 2^n put into the exponent bits: within 1.3 ulp in float and
+/// 2.6 in double (tests/test_numerics.cpp).
 /// Arguments are clamped to [log(smallest normal), log(largest finite) - 1] (NaN to the low
 /// end), so results are never subnormal, infinite or NaN: exp(-1000) gives 1e-38 in float, not 0
 /// (it is added to a sum >= 1, where it changes nothing), and exp(+1000) a large finite number.
@@ -58,13 +59,9 @@ inline batch<float> fast_exp(batch<float> x) {
   return times_pow2(y, n);
 }
 
-inline batch<double> fast_exp(batch<double> x) {
+/// e^r for |r| <= ln2 / 2 in double: the Taylor series to r^12 (remainder below 2e-16, 1.5 ulp).
+inline batch<double> exp_reduced(const batch<double>& r) {
   using B = batch<double>;
-  x = clamp_nan_low(x, -708.39, 708.0);
-  const B n = round_nearest(x * B(1.4426950408889634074));
-  B r = fma(n, B(-6.93145751953125e-1), x);
-  r = fma(n, B(-1.42860682030941723212e-6), r);
-  // Taylor series of e^r to r^12: the remainder is below 2e-16 for |r| <= ln2 / 2
   B y = B(1.0 / 479001600.0);
   y = fma(y, r, B(1.0 / 39916800.0));
   y = fma(y, r, B(1.0 / 3628800.0));
@@ -76,8 +73,60 @@ inline batch<double> fast_exp(batch<double> x) {
   y = fma(y, r, B(1.0 / 24.0));
   y = fma(y, r, B(1.0 / 6.0));
   y = fma(y, r, B(0.5));
-  y = fma(y, r * r, r + B(1.0));
+  return fma(y, r * r, r + B(1.0));
+}
+
+inline batch<double> fast_exp(batch<double> x) {
+  using B = batch<double>;
+  x = clamp_nan_low(x, -708.39, 708.0);
+  const B n = round_nearest(x * B(1.4426950408889634074));
+  B r = fma(n, B(-6.93145751953125e-1), x);
+  r = fma(n, B(-1.42860682030941723212e-6), r);
+  return times_pow2(exp_reduced(r), n);
+}
+
+/// log2(e) and ln(2): the sweeps' exponents are in base-2 units, u = log2(e) z (see fast_exp2).
+template <class T>
+constexpr T kLog2e = T(1.44269504088896340736);
+template <class T>
+constexpr T kLn2 = T(0.693147180559945309417);
+
+/// 2^u, for the sweeps' exponents in base-2 units: they multiply by s log2(e) where they would
+/// multiply by s, so that u = log2(e) z costs nothing. u = n + f with n = round(u) and f = u - n
+/// exact (|f| <= 1/2): no Cody-Waite reduction (fast_exp's multiply and two fmas). In float a
+/// degree-6 polynomial in f, 1 + f q(f) by Horner's scheme, its coefficients fitted for minimax
+/// relative error on [-1/2, 1/2] by scripts/fit_exp2.py (0.94 ulp at most, evaluated in float
+/// with fmas; 1.2 ulp with x86-64's baseline, which has none); in double e^(f ln2) by
+/// exp_reduced (2.6 ulp). Clamped to [-126, 126] ([-1022, 1022]; NaN to the low
+/// end): never subnormal, infinite or NaN, as fast_exp. Per vector of floats that is 6 fmas
+/// where fast_exp has 8 fmas and 3 multiplies: the sweeps' exponential, whose throughput on the
+/// multiply-add pipes bounds them (docs/performance.md, "The compute floors").
+/// A term's scale s in base-2 units, s log2(e), rounded once.
+template <class T>
+T exponent_scale(T s) {
+  return static_cast<T>(double(s) * kLog2e<double>);
+}
+
+inline batch<float> fast_exp2(batch<float> u) {
+  using B = batch<float>;
+  u = clamp_nan_low(u, -126.0f, 126.0f);
+  const B n = round_nearest(u);
+  const B f = u - n;
+  B y = B(1.5357414667960256e-4f);
+  y = fma(y, f, B(1.3400305761024356e-3f));
+  y = fma(y, f, B(9.618433192372322e-3f));
+  y = fma(y, f, B(5.550328642129898e-2f));
+  y = fma(y, f, B(2.4022647738456726e-1f));
+  y = fma(y, f, B(6.931471824645996e-1f));
+  y = fma(y, f, B(1.0f));
   return times_pow2(y, n);
+}
+
+inline batch<double> fast_exp2(batch<double> u) {
+  using B = batch<double>;
+  u = clamp_nan_low(u, -1022.0, 1022.0);
+  const B n = round_nearest(u);
+  return times_pow2(exp_reduced((u - n) * B(kLn2<double>)), n);
 }
 
 /// a * b + c: one fma on batches; on scalars a multiply and an add (std::fma would be a slow

@@ -22,7 +22,7 @@ bool all_within_serial(const T* x, Index n, T limit) {
   return result;
 }
 
-/// e_i = exp(x_i) by the kernels' fast_exp, n a multiple of the SIMD width; returns the sum. Not
+/// e_i = 2^x_i by the sweeps' fast_exp2, n a multiple of the SIMD width; returns the sum. Not
 /// used by the losses: bench/ times it on data in cache as the throughput floor of one
 /// exponential per logit, the unit in which docs/performance.md states the kernels' limits.
 template <class T>
@@ -31,7 +31,7 @@ T exp_floor(const T* x, T* e, Index n) {
   constexpr Index W = simd::width<T>();
   B sum(T(0));
   for (Index i = 0; i + W <= n; i += W) {
-    const B v = simd::fast_exp(B::load_unaligned(x + i));
+    const B v = simd::fast_exp2(B::load_unaligned(x + i));
     v.store_unaligned(e + i);
     sum += v;
   }
