@@ -133,7 +133,7 @@ void bm_naive_eigen(benchmark::State& state, Index c, bool gradient) {
   set_logits(state, n, c);
 }
 
-/// The throughput floor of one exponential per logit: lmf's fast_exp over 32K logits in cache,
+/// The throughput floor of one exponential per logit: the sweeps' fast_exp2 over 32K logits in cache,
 /// each result stored and summed (the least a softmax term's sweep does per logit), in the
 /// instruction set lmf's kernels run on.
 template <class T>

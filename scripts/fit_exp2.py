@@ -1,8 +1,10 @@
 """The coefficients of lmf's float fast_exp2 (include/lmf/cpu/simd_math.hpp): 2^f on [-1/2, 1/2]
 as 1 + f q(f), q of degree 5, minimax in relative error (Lawson's algorithm: iteratively
 reweighted least squares), then rounded to float and checked by evaluating the polynomial as the
-kernels do — Horner's scheme in float with fused multiply-adds (each step in double, rounded
-once, which is exact here: a product of two floats fits in a double) — on 2M points.
+kernels do — Horner's scheme in float with fused multiply-adds, emulated: each step's product
+is exact in double (two floats' product fits), the sum is rounded to double and then to float,
+which differs from a hardware fma's single rounding only in rare near-ties — on 2M points. The
+C++ test (tests/test_numerics.cpp) measures the compiled function itself.
 
 Run: /usr/bin/python3 scripts/fit_exp2.py   (needs numpy; prints the coefficients, c6 first)
 """

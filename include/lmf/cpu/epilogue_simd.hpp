@@ -100,33 +100,30 @@ LMF_ALWAYS_INLINE void term_epilogue(const TermParams<T>& p, int t, T term_weigh
     inv[g] = one / (one + rest[g]);
   }
   for (Index g = 0; g < G; ++g) l[g] = simd::max(simd::log1p_pos(rest[g], inv[g]) - dy[g], zero);
-  bool inside_in_double = false;        // w_y l overflowed T in some lane: phi(w_y l) in double
+  bool inside_in_double[G] = {};        // w_y l overflowed T in some lane of group g: phi(w_y l) in double
   alignas(64) Accum inside[G][W] = {};  // (zeroed: GCC 12 cannot see it is read only when written)
   if (p.weight_inside) {                // LDAM-DRW's focal: phi(w_y l), p = exp(-w_y l)
     B u[G];
-    bool fits = true;
     for (Index g = 0; g < G; ++g) {
       u[g] = q[g].wy * l[g];
-      fits &= simd::all(u[g] <= B(std::numeric_limits<T>::max()));
+      inside_in_double[g] = !simd::all(u[g] <= B(std::numeric_limits<T>::max()));
     }
-    if (fits) {
-      for (Index g = 0; g < G; ++g)
+    for (Index g = 0; g < G; ++g)  // (each group on its own: a row's bits never depend on its neighbours)
+      if (!inside_in_double[g])
         simd::focus(u[g], simd::one_minus_exp_neg(u[g]), simd::fast_exp(-u[g]), p.gamma, phi[g], derivative[g]);
-    } else {
-      inside_in_double = true;
-      for (Index g = 0; g < G; ++g) {
-        alignas(64) T ws[W], ls[W], ph[W], de[W];
-        q[g].wy.store_aligned(ws);
-        l[g].store_aligned(ls);
-        for (Index j = 0; j < W; ++j) {
-          const math::Focus<Accum> fi = math::focus(Accum(ws[j]) * Accum(ls[j]), Accum(p.gamma));
-          inside[g][j] = fi.value;
-          ph[j] = static_cast<T>(fi.value);
-          de[j] = static_cast<T>(fi.derivative);
-        }
-        phi[g] = B::load_aligned(ph);
-        derivative[g] = B::load_aligned(de);
+    for (Index g = 0; g < G; ++g) {
+      if (!inside_in_double[g]) continue;
+      alignas(64) T ws[W], ls[W], ph[W], de[W];
+      q[g].wy.store_aligned(ws);
+      l[g].store_aligned(ls);
+      for (Index j = 0; j < W; ++j) {
+        const math::Focus<Accum> fi = math::focus(Accum(ws[j]) * Accum(ls[j]), Accum(p.gamma));
+        inside[g][j] = fi.value;
+        ph[j] = static_cast<T>(fi.value);
+        de[j] = static_cast<T>(fi.derivative);
       }
+      phi[g] = B::load_aligned(ph);
+      derivative[g] = B::load_aligned(de);
     }
   } else {
     // p_t = e_y / (1 + rest), 1 - p_t = others / (1 + rest): no cancellation, no expm1
@@ -147,7 +144,7 @@ LMF_ALWAYS_INLINE void term_epilogue(const TermParams<T>& p, int t, T term_weigh
       for (Index j = 0; j < W; ++j)
         if (yg[j] >= 0)
           sums[g].lane[t][j] +=
-              (p.weight_scale * p.value_scale) * (inside_in_double ? inside[g][j] : Accum(phis[j]));
+              (p.weight_scale * p.value_scale) * (inside_in_double[g] ? inside[g][j] : Accum(phis[j]));
     } else if (p.smooth != T(0)) {
       // sum_c w_c (logsumexp(z) - z_c), z_c - z_ref summed over every c
       const B qs = B(p.w_sum) * simd::log1p_pos(rest[g], inv[g]) - simd::fma(q[g].wy, dy[g], in[g].wd);

@@ -91,6 +91,12 @@ constexpr T kLog2e = T(1.44269504088896340736);
 template <class T>
 constexpr T kLn2 = T(0.693147180559945309417);
 
+/// A term's scale s in base-2 units, s log2(e), rounded once.
+template <class T>
+T exponent_scale(T s) {
+  return static_cast<T>(double(s) * kLog2e<double>);
+}
+
 /// 2^u, for the sweeps' exponents in base-2 units: they multiply by s log2(e) where they would
 /// multiply by s, so that u = log2(e) z costs nothing. u = n + f with n = round(u) and f = u - n
 /// exact (|f| <= 1/2): no Cody-Waite reduction (fast_exp's multiply and two fmas). In float a
@@ -98,15 +104,9 @@ constexpr T kLn2 = T(0.693147180559945309417);
 /// relative error on [-1/2, 1/2] by scripts/fit_exp2.py (0.94 ulp at most, evaluated in float
 /// with fmas; 1.2 ulp with x86-64's baseline, which has none); in double e^(f ln2) by
 /// exp_reduced (2.6 ulp). Clamped to [-126, 126] ([-1022, 1022]; NaN to the low
-/// end): never subnormal, infinite or NaN, as fast_exp. Per vector of floats that is 6 fmas
-/// where fast_exp has 8 fmas and 3 multiplies: the sweeps' exponential, whose throughput on the
-/// multiply-add pipes bounds them (docs/performance.md, "The compute floors").
-/// A term's scale s in base-2 units, s log2(e), rounded once.
-template <class T>
-T exponent_scale(T s) {
-  return static_cast<T>(double(s) * kLog2e<double>);
-}
-
+/// end): never subnormal, infinite or NaN, as fast_exp. Per vector of floats that is 6 fmas and
+/// 1 multiply (the scaling) where fast_exp has 8 fmas and 3 multiplies: the sweeps' exponential,
+/// whose throughput on the multiply-add pipes bounds them (docs/performance.md).
 inline batch<float> fast_exp2(batch<float> u) {
   using B = batch<float>;
   u = clamp_nan_low(u, -126.0f, 126.0f);
