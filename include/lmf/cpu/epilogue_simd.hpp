@@ -85,7 +85,8 @@ LMF_ALWAYS_INLINE void term_epilogue(const TermParams<T>& p, int t, T term_weigh
   using DB = simd::batch<Accum>;
   constexpr Index W = simd::width<T>();
   const B zero(T(0)), one(T(1)), s(p.s);
-  B dy[G], ey[G], rest[G], inv[G], l[G], phi[G], derivative[G];
+  B dy[G], ey[G], rest[G], inv[G], l[G];
+  B phi[G] = {}, derivative[G] = {};  // (zeroed: GCC cannot see that one of the two paths below sets each group)
   for (Index g = 0; g < G; ++g) {
     // dy = z_y - z_k with the target's margin (0 when the target is the reference: e_y = 1)
     B d = s * (((p.a ? q[g].ay * xy[g] : xy[g]) - in[g].ax_k) - q[g].my);
