@@ -485,7 +485,9 @@ inline batch<float> round_nearest(const batch<float>& x) {
 #else
   batch<float> sum = x + batch<float>(12582912.0f);
   __asm__("" : "+x"(sum.v));
-  return sum - batch<float>(12582912.0f);
+  batch<float> n = sum - batch<float>(12582912.0f);
+  __asm__("" : "+x"(n.v));  // (and n itself: -ffast-math turned fast_exp2's x - n into (x + 1.5 * 2^23) - sum, 0)
+  return n;
 #endif
 #else
   batch<float> r;
@@ -504,7 +506,9 @@ inline batch<double> round_nearest(const batch<double>& x) {
 #else
   batch<double> sum = x + batch<double>(6755399441055744.0);
   __asm__("" : "+x"(sum.v));
-  return sum - batch<double>(6755399441055744.0);
+  batch<double> n = sum - batch<double>(6755399441055744.0);
+  __asm__("" : "+x"(n.v));
+  return n;
 #endif
 #else
   batch<double> r;
