@@ -101,9 +101,8 @@ LMF_ALWAYS_INLINE void term_epilogue(const TermParams<T>& p, int t, T term_weigh
     inv[g] = one / (one + rest[g]);
   }
   for (Index g = 0; g < G; ++g) l[g] = simd::max(simd::log1p_pos(rest[g], inv[g]) - dy[g], zero);
-  bool inside_in_double[G] = {};        // w_y l overflowed T in some lane of group g: phi(w_y l) in double
-  alignas(64) Accum inside[G][W] = {};  // (zeroed: GCC 12 cannot see it is read only when written)
-  if (p.weight_inside) {                // LDAM-DRW's focal: phi(w_y l), p = exp(-w_y l)
+  if (p.weight_inside) {  // LDAM-DRW's focal: phi(w_y l), p = exp(-w_y l)
+    bool inside_in_double[G];  // w_y l overflowed T in some lane of group g: phi(w_y l) in double
     B u[G];
     for (Index g = 0; g < G; ++g) {
       u[g] = q[g].wy * l[g];
@@ -113,13 +112,22 @@ LMF_ALWAYS_INLINE void term_epilogue(const TermParams<T>& p, int t, T term_weigh
       if (!inside_in_double[g])
         simd::focus(u[g], simd::one_minus_exp_neg(u[g]), simd::fast_exp(-u[g]), p.gamma, phi[g], derivative[g]);
     for (Index g = 0; g < G; ++g) {
-      if (!inside_in_double[g]) continue;
-      alignas(64) T ws[W], ls[W], ph[W], de[W];
+      // the term's value per lane, times (weight_scale value_scale), into the lane sums: in
+      // double, from phi's double value where it was computed in double
+      const Index* yg = y + g * W;
+      alignas(64) T ph[W];
+      if (!inside_in_double[g]) {
+        phi[g].store_aligned(ph);
+        for (Index j = 0; j < W; ++j)
+          if (yg[j] >= 0) sums[g].lane[t][j] += (p.weight_scale * p.value_scale) * Accum(ph[j]);
+        continue;
+      }
+      alignas(64) T ws[W], ls[W], de[W];
       q[g].wy.store_aligned(ws);
       l[g].store_aligned(ls);
       for (Index j = 0; j < W; ++j) {
         const math::Focus<Accum> fi = math::focus(Accum(ws[j]) * Accum(ls[j]), Accum(p.gamma));
-        inside[g][j] = fi.value;
+        if (yg[j] >= 0) sums[g].lane[t][j] += (p.weight_scale * p.value_scale) * fi.value;
         ph[j] = static_cast<T>(fi.value);
         de[j] = static_cast<T>(fi.derivative);
       }
@@ -140,12 +148,7 @@ LMF_ALWAYS_INLINE void term_epilogue(const TermParams<T>& p, int t, T term_weigh
     B value;  // the term's value per lane (its weight not applied)
     alignas(64) T phis[W];
     if (p.weight_inside) {
-      value = phi[g];
-      phi[g].store_aligned(phis);
-      for (Index j = 0; j < W; ++j)
-        if (yg[j] >= 0)
-          sums[g].lane[t][j] +=
-              (p.weight_scale * p.value_scale) * (inside_in_double[g] ? inside[g][j] : Accum(phis[j]));
+      value = phi[g];  // (its lane sums are added above)
     } else if (p.smooth != T(0)) {
       // sum_c w_c (logsumexp(z) - z_c), z_c - z_ref summed over every c
       const B qs = B(p.w_sum) * simd::log1p_pos(rest[g], inv[g]) - simd::fma(q[g].wy, dy[g], in[g].wd);

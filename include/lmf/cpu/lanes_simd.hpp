@@ -1,17 +1,18 @@
-// lmf/cpu/lanes_simd.hpp — the kernel for few classes and class-strided layouts: 2 x W rows at
+// lmf/cpu/lanes_simd.hpp — the kernel for few classes and class-strided layouts: G x W rows at
 // once, one row per SIMD lane, looping over the classes.
 //
 // With C = 2..16 a row fills less than one or two vectors, and sweeping along it wastes most
-// lanes on horizontal reductions. Here 2 x W rows (W = 8 floats with AVX2) are copied into a
-// class-major tile — one contiguous vector load per class where the rows are adjacent in memory (column-major
-// N x C, (N, C, d1, ...) pixels), 4 x 4 blocks transposed in SSE registers where the classes are
-// contiguous and the rows evenly spaced (row-major N x C, padded rows), element by element
-// otherwise — and every step of the
-// row math (max, exponentials, log1p, focal modulation) runs on whole vectors. The gradient
-// tile is written back the same way. Each logit is read once and each gradient entry written
-// once; rows past the last full iteration go to the scalar kernel. Two groups of W rows per
-// iteration give the out-of-order core two independent chains of row math (measured: 1.3-1.6x
-// over one group at C = 2 and 10).
+// lanes on horizontal reductions. Here G x W rows (4 x 8 floats with AVX2) are copied into a
+// class-major tile — one contiguous vector load per class where the rows are adjacent in memory
+// (column-major N x C, (N, C, d1, ...) pixels), 4 x 4 blocks transposed in SSE registers where
+// the classes are contiguous and the rows evenly spaced (row-major N x C, padded rows), element
+// by element otherwise — and every step of the row math (max, exponentials, log1p, focal
+// modulation) runs on whole vectors. The gradient tile is written back the same way. Each logit
+// is read once and each gradient entry written once; rows past the last full iteration go to the
+// scalar kernel. The G groups of W rows per iteration (lane_groups, isa_kernels.hpp) give the
+// out-of-order core independent chains of row math (measured: two groups 1.3-1.6x faster than
+// one at C = 2 and 10; four 3-13% faster than two with AVX2). Which lanes hold a row's target is
+// computed once per tile (the maxima pass) and kept as a tile of masks for the later passes.
 //
 // Terms with per-class multipliers a or offsets b find their reference class per lane with one
 // more pass over the tile (a_c and b_c are the same for every lane: broadcasts).
@@ -117,15 +118,22 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
   using B = simd::batch<T>;
   using M = simd::mask<T>;
   constexpr Index W = simd::width<T>();
-  constexpr Index G = kLaneGroups;
+  constexpr Index G = lane_groups(W);
   constexpr Index R = G * W;  // rows per iteration
   const Layout& lx = k.lx;
   const Index C = lx.classes;
   const Index cs = lx.class_stride, gcs = k.lg.class_stride;
   T* tile = scratch;               // C x R logits: class c of row r at tile[c * R + r]
   T* gtile = scratch + C * R;      // C x R gradient
-  T* etile = scratch + 2 * C * R;  // n_terms x C x R exponentials
+  T* ytile = scratch + 2 * C * R;  // C x R masks: where class c is the row's target (bits of M)
+  T* etile = scratch + 3 * C * R;  // n_terms x C x R exponentials
   const B zero(T(0)), one(T(1)), neg_inf(-std::numeric_limits<T>::infinity()), limit(k.limit);
+  // the target masks, computed once per tile (the maxima pass) and loaded by the later passes
+  auto is_target = [&](Index c, Index g) {
+    M m;
+    std::memcpy(&m.v, ytile + c * R + g * W, sizeof m.v);
+    return m;
+  };
   bool ok = true;
   bool any_smooth = false;
   for (int t = 0; t < k.n_terms; ++t) any_smooth |= k.terms[t].smooth != T(0);
@@ -193,6 +201,7 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
           const B v = B::load_aligned(tile + c * R + g * W);
           if (check) bad = bad || (counted[g] && !(simd::abs(v) <= limit));
           const M is_y = yv[g] == B(T(c));
+          std::memcpy(ytile + c * R + g * W, &is_y.v, sizeof is_y.v);
           X[g] = simd::max(X[g], simd::select(is_y, neg_inf, v));
           xy[g] = simd::select(is_y, v, xy[g]);
         }
@@ -230,7 +239,7 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
         for (Index c = 0; c < C; ++c) {
           const B ax = (p.a ? B(p.a[c]) : one) * B::load_aligned(tile + c * R + g * W);
           const B bc = p.b ? B(p.b[c]) : zero;
-          const B key = simd::select(yv[g] == B(T(c)), neg_inf, simd::fma(s, ax, bc));
+          const B key = simd::select(is_target(c, g), neg_inf, simd::fma(s, ax, bc));
           const M gt = key > kmax;
           kmax = simd::select(gt, key, kmax);
           in[g].ax_k = simd::select(gt, ax, in[g].ax_k);
@@ -253,7 +262,7 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
           const B bc = has_b ? B(p.b[c]) : zero;
           const B wc = smooth && p.w ? B(p.w[c]) : one;
           for (Index g = 0; g < G; ++g) {
-            const M is_y = yv[g] == B(T(c));
+            const M is_y = is_target(c, g);
             const B v = B::load_aligned(tile + c * R + g * W);
             // (the target's lane is computed and then ignored: without its margin; the epilogue
             // takes e_y from dy, and the gradient tile's target entry is set from its formula)
@@ -301,7 +310,7 @@ bool lanes_simd(const KernelArgs<T, L>& k, Index begin, Index end, Accum* sums, 
         B gc = kk[0][g] * B::load_aligned(etile + c * R + g * W);
         for (int t = 1; t < k.n_terms; ++t) gc = simd::fma(kk[t][g], B::load_aligned(etile + (t * C + c) * R + g * W), gc);
         if (smooth_c != T(0)) gc -= B(smooth_c);
-        gc = simd::select(yv[g] == B(T(c)), gy_total[g], gc);
+        gc = simd::select(is_target(c, g), gy_total[g], gc);
         gc = simd::select(counted[g], gc, zero);
         gc.store_aligned(gtile + c * R + g * W);
       }
