@@ -153,6 +153,13 @@ Index simd_width() {
   return lmf::detail::isa_width<T>(lmf::detail::active_isa());
 }
 
+/// Rows per iteration of the lanes kernel with the active set (lane_groups(W) groups of W).
+template <class T>
+Index lane_rows() {
+  const Index W = simd_width<T>();
+  return W * lmf::detail::lane_groups(W);
+}
+
 /// Catch2's seed for this run (printed by Catch with --rng-seed / in failures).
 inline std::mt19937_64& rng() {
   static std::mt19937_64 gen(Catch::rngSeed());

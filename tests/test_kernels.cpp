@@ -3,6 +3,7 @@
 // bitwise determinism across thread counts and runs.
 #include "support.hpp"
 
+#include <algorithm>
 
 using namespace lmf_test;
 
@@ -42,7 +43,12 @@ TEMPLATE_TEST_CASE("SIMD kernels agree with the scalar kernel", "[kernels]", flo
   const Index W = simd_width<T>();
   INFO("SIMD width " << W << " (" << lmf::simd_isa() << ")");
   std::vector<Index> classes = {2, 3, W - 1, W, W + 1, 2 * W + 1, 3 * W - 1, 3 * W, 3 * W + 1, 5 * W + 3, 6 * W - 1, 6 * W, 100, 1000};
-  std::vector<Index> rows = {0, 1, W - 1, W, W + 1, 2 * W - 1, 2 * W + 1, 3 * W + 2, 513, 1100};
+  // around the SIMD width, and around the lanes kernel's R rows per iteration (one iteration
+  // plus a tail, two plus a tail)
+  const Index R = lane_rows<T>();
+  std::vector<Index> rows = {0, 1, W - 1, W, W + 1, 2 * W - 1, 2 * W + 1, 3 * W + 2, R - 1, R, R + 1, 2 * R + 3, 513, 1100};
+  std::sort(rows.begin(), rows.end());
+  rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
   for (Index c : classes) {
     if (c < 2) continue;
     for (Index n : rows) {
@@ -254,7 +260,7 @@ TEMPLATE_TEST_CASE("every instruction set the CPU runs, forced one by one in thi
     const Index W = simd_width<T>();
     for (Index c : {Index(2), Index(3), W - 1, W + 1, 2 * W + 3, 6 * W + 1, Index(100)}) {
       if (c < 2) continue;
-      for (Index n : {Index(1), 2 * W + 1, Index(67)}) {
+      for (Index n : {Index(1), lane_rows<T>() + 1, Index(67)}) {  // (one lanes-kernel iteration plus a row)
         const Mat<T> x = random_logits<T>(n, c, 3.0);
         const Labels y = random_labels(n, c, 0.1);
         for (const LossCase& lc : kernel_cases(c)) {

@@ -207,10 +207,11 @@ inline bool force_isa(Isa isa) {
 
 /// Groups of W rows per iteration of the lanes kernel, for vectors of `width` lanes. The row math
 /// is one long chain of dependent steps (exponentials, sums, log1p, divisions, the modulation);
-/// independent groups in flight let the out-of-order core overlap them. Four groups of 8 floats
-/// took 3-13% less time than two at C = 2-10 (AVX2, AMD EPYC; eight were no better); 16-lane
-/// vectors keep two. An iteration covers at most 32 rows with every set, so a batch of 37 rows
-/// runs the vector path everywhere (the tests rely on it).
+/// independent groups in flight let the out-of-order core overlap them. Four groups instead of
+/// two took LMF 9-33% less time at C = 2 and 4-15% at C = 7 with AVX2, 10-15% on SSE2, and were
+/// within noise at C = 10 (AMD EPYC; three groups were slower, eight no better: docs/performance.md);
+/// 16-lane vectors keep two. An iteration covers at most 32 rows with every set, so a batch of 37
+/// rows runs the vector path everywhere (the tests use lane_rows() and 37).
 constexpr Index lane_groups(Index width) { return width >= 16 ? 2 : 4; }
 
 /// Scratch the lanes kernel needs per thread with the set `isa`: the logits and gradient

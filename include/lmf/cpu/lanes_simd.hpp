@@ -11,7 +11,7 @@
 // is read once and each gradient entry written once; rows past the last full iteration go to the
 // scalar kernel. The G groups of W rows per iteration (lane_groups, isa_kernels.hpp) give the
 // out-of-order core independent chains of row math (measured: two groups 1.3-1.6x faster than
-// one at C = 2 and 10; four 3-13% faster than two with AVX2). Which lanes hold a row's target is
+// one at C = 2 and 10; four than two: see lane_groups). Which lanes hold a row's target is
 // computed once per tile (the maxima pass) and kept as a tile of masks for the later passes.
 //
 // Terms with per-class multipliers a or offsets b find their reference class per lane with one
