@@ -218,7 +218,8 @@ constexpr Index lane_groups(Index width) { return width >= 16 ? 2 : 4; }
 /// tiles, the target masks and one tile of exponentials per term, C x (groups * W) each.
 template <class T>
 Index lanes_scratch_size(Isa isa, Index classes, int n_terms) {
-  return (Index(n_terms) + 3) * classes * isa_width<T>(isa) * lane_groups(isa_width<T>(isa));
+  const Index W = isa_width<T>(isa);
+  return (Index(n_terms) + 3) * classes * W * lane_groups(W);
 }
 
 /// The rows kernel's exponentials of its rows in flight stay within this many bytes (L1-sized:
