@@ -1,6 +1,7 @@
 """Forward + backward of lmf_torch.LMFLoss against the same LMF written in PyTorch ops (LDAM + focal,
 the published formulas of tests/make_golden.py), float32, one thread, N * C = 2^20, C in {10, 1000}
-(issue 12's targets), plus C = 2 and 100. Medians of repetitions, in alternating blocks.
+(issue 12's targets), plus C = 2 and 100; then a training step's batch (N = 256 rows), where the
+per-call work counts. Medians of repetitions, in alternating blocks.
 
 Run: PYTHONPATH=$(bash scripts/torch.sh | tail -1) python3 python/bench.py
 """
@@ -60,6 +61,9 @@ def timed_pair(f, g, reps, rounds=5):
     return statistics.median(tf), statistics.median(tg)
 
 
+STEP_ROWS = 256  # a common training batch size
+
+
 def cpu_model():
     try:
         with open("/proc/cpuinfo") as f:
@@ -81,6 +85,14 @@ def main():
         reps = 20 if C >= 10 else 10
         a, b = timed_pair(torch_ops, lmf_op, reps)
         print(f"| {C} | {a * 1e3:.2f} | {b * 1e3:.2f} | {a / b:.1f}x |")
+    # a training step's batch, where the per-call work (Python, the autograd node, PyTorch's
+    # per-op dispatch, allocations) weighs as much as the logits
+    print(f"\nA training step's batch: N = {STEP_ROWS} rows, the same LMF, forward + backward")
+    print("| C | PyTorch ops us | lmf_torch us | speed-up |\n|---|---|---|---|")
+    for C in (2, 10, 100, 1000):
+        torch_ops, lmf_op = training_steps(C, STEP_ROWS)
+        a, b = timed_pair(torch_ops, lmf_op, 500)
+        print(f"| {C} | {a * 1e6:.1f} | {b * 1e6:.1f} | {a / b:.1f}x |")
 
 
 if __name__ == "__main__":
