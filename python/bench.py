@@ -20,6 +20,8 @@ import make_golden as ref  # noqa: E402
 
 torch.set_default_dtype(torch.float32)  # (make_golden sets float64)
 
+STEP_ROWS = 256  # rows of the second table: a common training batch size
+
 
 def training_steps(C, n, dtype=torch.float32, device="cpu"):
     """The two sides of the comparison on one batch (n x C, LMF with counts 5000 / (1 + c)), each
@@ -59,9 +61,6 @@ def timed_pair(f, g, reps, rounds=5):
                 fn()
                 times.append(time.perf_counter() - t)
     return statistics.median(tf), statistics.median(tg)
-
-
-STEP_ROWS = 256  # a common training batch size
 
 
 def cpu_model():
